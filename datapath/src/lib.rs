@@ -1,0 +1,1 @@
+//! userxdp datapath: devices, workers, verdict handling and the command-line tools.

@@ -1,0 +1,1 @@
+//! The project's eBPF programs, compiled by `build.rs` with clang `-target bpf -O2 -g`.

@@ -1,0 +1,1 @@
+//! Program contexts (`xdp_md`, `__sk_buff`) and packet memory below 4 GiB.

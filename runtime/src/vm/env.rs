@@ -1,0 +1,182 @@
+//! The per-run environment that engines and helpers share.
+//!
+//! A pointer to [`RunEnv`] is the hidden sixth argument of every helper call. The first fields
+//! are `#[repr(C)]` at fixed offsets because JIT code reads them directly after helper calls.
+
+use std::ffi::c_void;
+
+use super::error::VmError;
+use super::memory::{Access, MemoryMap};
+use crate::maps::MapHandle;
+
+/// State of one program run, reused across runs of the same VM.
+#[repr(C)]
+pub struct RunEnv {
+    /// Set to 1 by a helper that refused its arguments; engines stop with [`RunEnv::fault`].
+    pub fault_flag: u32,
+    /// Set to 1 by a successful `bpf_tail_call`: the engine must return to the dispatcher,
+    /// which continues with [`RunEnv::tail_call_target`].
+    pub tail_call_pending: u32,
+    /// Tail calls taken so far in this run (the kernel allows 33).
+    pub tail_call_count: u32,
+    /// The "CPU" this run is on: the worker index, used by per-CPU maps.
+    pub cpu: u32,
+    /// Whether helpers must check pointer arguments against [`RunEnv::memory`]
+    /// (interpreter, and JIT under `--verifier guarded`).
+    pub checked: bool,
+    /// Regions the program may touch (consulted only when `checked`).
+    pub memory: MemoryMap,
+    /// The fault a helper reported with `fault_flag`.
+    pub fault: Option<VmError>,
+    /// Program to continue with after a tail call (an opaque `*const LoadedProgram`).
+    pub tail_call_target: *const c_void,
+    /// The context pointer of the current run (`xdp_md`, `__sk_buff` or raw memory).
+    pub ctx: *mut u8,
+    /// Map handles this program may pass to helpers (addresses, sorted), for checked runs.
+    pub map_handles: Vec<u64>,
+    /// Target chosen by `bpf_redirect` / `bpf_redirect_map` in this run.
+    pub redirect: Redirect,
+    /// Lines written by `bpf_trace_printk`, drained by the caller.
+    pub trace_log: Vec<String>,
+    /// State of `bpf_get_prandom_u32`.
+    pub prandom_state: u64,
+    /// Invokes a callback (bpf_loop, for_each_map_elem) given its encoded function value.
+    pub callback: Option<CallbackFn>,
+    /// Engine-private pointer handed back to [`RunEnv::callback`].
+    pub callback_data: *mut c_void,
+}
+
+/// Signature of the engine hook that runs a callback function of the current program.
+pub type CallbackFn = unsafe fn(
+    env: *mut RunEnv,
+    func: u64,
+    args: [u64; 5],
+) -> Result<u64, VmError>;
+
+/// The redirect target a program selected (`bpf_redirect*`), consumed by the datapath.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Redirect {
+    /// No redirect requested.
+    #[default]
+    None,
+    /// `bpf_redirect(ifindex, flags)`.
+    Ifindex {
+        /// Target interface.
+        ifindex: u32,
+        /// Flags.
+        flags: u64,
+    },
+    /// `bpf_redirect_map(map, key, flags)`.
+    Map {
+        /// Address of the map's [`MapHandle`].
+        map: u64,
+        /// Key in the map.
+        key: u32,
+        /// Flags.
+        flags: u64,
+    },
+}
+
+impl Default for RunEnv {
+    fn default() -> Self {
+        RunEnv {
+            fault_flag: 0,
+            tail_call_pending: 0,
+            tail_call_count: 0,
+            cpu: 0,
+            checked: true,
+            memory: MemoryMap::new(),
+            fault: None,
+            tail_call_target: std::ptr::null(),
+            ctx: std::ptr::null_mut(),
+            map_handles: Vec::new(),
+            redirect: Redirect::None,
+            trace_log: Vec::new(),
+            prandom_state: 0x9e37_79b9_7f4a_7c15,
+            callback: None,
+            callback_data: std::ptr::null_mut(),
+        }
+    }
+}
+
+/// Offset of [`RunEnv::fault_flag`], read by JIT code after helper calls.
+pub const FAULT_FLAG_OFFSET: i32 = std::mem::offset_of!(RunEnv, fault_flag) as i32;
+/// Offset of [`RunEnv::tail_call_pending`], read by JIT code after `bpf_tail_call`.
+pub const TAIL_CALL_PENDING_OFFSET: i32 = std::mem::offset_of!(RunEnv, tail_call_pending) as i32;
+
+impl RunEnv {
+    /// Clears per-run state before a run starts (memory regions other than fixed ones,
+    /// redirect, tail-call bookkeeping, faults).
+    pub fn begin_run(&mut self) {
+        self.fault_flag = 0;
+        self.fault = None;
+        self.tail_call_pending = 0;
+        self.tail_call_count = 0;
+        self.tail_call_target = std::ptr::null();
+        self.redirect = Redirect::None;
+        self.memory.reset_dynamic();
+    }
+
+    /// Records a helper fault; the engine sees `fault_flag` and stops at the calling insn.
+    pub fn raise(&mut self, helper: &'static str, reason: impl Into<String>) {
+        self.fault_flag = 1;
+        self.fault = Some(VmError::HelperFault {
+            insn: 0,
+            helper,
+            reason: reason.into(),
+        });
+    }
+
+    /// Takes the fault a helper raised, attributing it to instruction `insn`.
+    pub fn take_fault(&mut self, insn: usize) -> VmError {
+        self.fault_flag = 0;
+        match self.fault.take() {
+            Some(VmError::HelperFault { helper, reason, .. }) => VmError::HelperFault {
+                insn,
+                helper,
+                reason,
+            },
+            Some(other) => other,
+            None => VmError::HelperFault {
+                insn,
+                helper: "unknown",
+                reason: "fault flag set without a fault".into(),
+            },
+        }
+    }
+
+    /// In checked runs, whether a helper may access `[addr, addr+len)`; raises a fault if not.
+    /// Always true in trusted runs (the kernel verifier proved the access).
+    pub fn check_helper_mem(
+        &mut self,
+        helper: &'static str,
+        addr: u64,
+        len: u64,
+        access: Access,
+    ) -> bool {
+        if !self.checked || len == 0 || self.memory.allows(addr, len, access) {
+            return true;
+        }
+        self.raise(
+            helper,
+            format!("{access} of {len} bytes at {addr:#x} is outside the program's memory"),
+        );
+        false
+    }
+
+    /// Resolves a map argument of a helper. In checked runs the address must be one of this
+    /// program's maps; in trusted runs the verifier has proven it.
+    ///
+    /// # Safety
+    /// In trusted runs `addr` must be the address of a live [`MapHandle`] (true for any map
+    /// argument of a verified program, as the loader put it there).
+    pub unsafe fn map_arg<'a>(&mut self, helper: &'static str, addr: u64) -> Option<&'a MapHandle> {
+        if self.checked && self.map_handles.binary_search(&addr).is_err() {
+            self.raise(helper, format!("{addr:#x} is not a map of this program"));
+            return None;
+        }
+        // SAFETY: either checked to be one of the program's live handles above, or proven by
+        // the verifier (caller's contract); handles outlive every run of their program.
+        Some(unsafe { &*(addr as *const MapHandle) })
+    }
+}

@@ -1,0 +1,127 @@
+//! The regions a program may touch, and the check every guarded access goes through.
+//!
+//! The interpreter checks every load and store against a [`MemoryMap`]; the JIT does the same in
+//! `--verifier guarded` mode. Regions are half-open `[start, start + len)` address ranges.
+
+use std::fmt;
+
+use super::error::VmError;
+
+/// Direction of a memory access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// A load.
+    Read,
+    /// A store or atomic read-modify-write.
+    Write,
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Access::Read => "read",
+            Access::Write => "write",
+        })
+    }
+}
+
+/// What a region holds (for error messages and debugging).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionKind {
+    /// A function frame's 512-byte stack.
+    Stack,
+    /// The program context (`xdp_md`, `__sk_buff`, or raw memory for `exec`).
+    Context,
+    /// Packet bytes between `data_meta` and `data_end`.
+    Packet,
+    /// A map value returned by a lookup or referenced by ld_imm64.
+    MapValue,
+    /// Read-only data (`.rodata`).
+    ReadOnly,
+}
+
+/// One accessible address range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    /// First address.
+    pub start: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// Whether stores are allowed.
+    pub writable: bool,
+    /// What the region holds.
+    pub kind: RegionKind,
+}
+
+impl Region {
+    /// Whether `[addr, addr + len)` lies inside this region and `access` is permitted.
+    #[inline]
+    pub fn contains(&self, addr: u64, len: u64, access: Access) -> bool {
+        addr >= self.start
+            && addr
+                .checked_add(len)
+                .is_some_and(|end| end <= self.start + self.len)
+            && (access == Access::Read || self.writable)
+    }
+}
+
+/// The set of regions of one run. Small and linear on purpose: a run has a handful of regions
+/// (stack, context, packet, a few map values), and the most recently added are checked first.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryMap {
+    regions: Vec<Region>,
+    /// Number of regions that persist across runs (global data, array map values).
+    fixed: usize,
+}
+
+impl MemoryMap {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a region that stays for every run (global data, array values).
+    pub fn add_fixed(&mut self, region: Region) {
+        self.regions.insert(self.fixed, region);
+        self.fixed += 1;
+    }
+
+    /// Adds a region valid until [`MemoryMap::reset_dynamic`] (stack, packet, looked-up values).
+    pub fn add(&mut self, region: Region) {
+        self.regions.push(region);
+    }
+
+    /// Drops the per-run regions, keeping the fixed ones.
+    pub fn reset_dynamic(&mut self) {
+        self.regions.truncate(self.fixed);
+    }
+
+    /// Whether the access is allowed.
+    #[inline]
+    pub fn allows(&self, addr: u64, len: u64, access: Access) -> bool {
+        self.regions
+            .iter()
+            .rev()
+            .any(|r| r.contains(addr, len, access))
+    }
+
+    /// Checks an access, producing the fault the engine reports at `insn`.
+    #[inline]
+    pub fn check(&self, insn: usize, addr: u64, len: usize, access: Access) -> Result<(), VmError> {
+        if self.allows(addr, len as u64, access) {
+            Ok(())
+        } else {
+            Err(VmError::OutOfBounds {
+                insn,
+                addr,
+                len,
+                access,
+            })
+        }
+    }
+
+    /// All regions, fixed first.
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+}
