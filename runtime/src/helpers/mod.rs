@@ -4,10 +4,17 @@
 //! environment. The interpreter and the JIT call the same functions. A helper that rejects its
 //! arguments (checked runs only) calls [`RunEnv::raise`] and returns 0; the engine then stops.
 
+mod control;
+mod csum;
+mod maps;
+mod misc;
 mod names;
+mod xdp;
 
 use crate::vm::env::RunEnv;
 
+pub use control::MAX_TAIL_CALLS;
+pub use csum::csum_partial;
 pub use names::kernel_name;
 
 /// The calling convention of a helper: r1..r5 and the environment; the result goes to r0.
@@ -35,4 +42,29 @@ pub fn all() -> &'static [Helper] {
     TABLE
 }
 
-static TABLE: &[Helper] = &[];
+macro_rules! helpers {
+    ($($id:literal => $name:literal, $func:path;)*) => {
+        static TABLE: &[Helper] = &[$(Helper { id: $id, name: $name, func: $func },)*];
+    };
+}
+
+helpers! {
+    1 => "map_lookup_elem", maps::map_lookup_elem;
+    2 => "map_update_elem", maps::map_update_elem;
+    3 => "map_delete_elem", maps::map_delete_elem;
+    5 => "ktime_get_ns", misc::ktime_get_ns;
+    6 => "trace_printk", misc::trace_printk;
+    7 => "get_prandom_u32", misc::get_prandom_u32;
+    8 => "get_smp_processor_id", misc::get_smp_processor_id;
+    12 => "tail_call", control::tail_call;
+    23 => "redirect", xdp::redirect;
+    28 => "csum_diff", csum::csum_diff;
+    44 => "xdp_adjust_head", xdp::xdp_adjust_head;
+    51 => "redirect_map", xdp::redirect_map;
+    54 => "xdp_adjust_meta", xdp::xdp_adjust_meta;
+    65 => "xdp_adjust_tail", xdp::xdp_adjust_tail;
+    125 => "ktime_get_boot_ns", misc::ktime_get_boot_ns;
+    181 => "loop", control::bpf_loop;
+    189 => "xdp_load_bytes", xdp::xdp_load_bytes;
+    190 => "xdp_store_bytes", xdp::xdp_store_bytes;
+}

@@ -1,8 +1,32 @@
-//! The kernel side: the only place that makes bpf() syscalls (verification and the oracle).
-//! (API pinned; implementation in progress.)
+//! The kernel side: the only place that makes bpf() syscalls.
+//!
+//! - [`probe`] tells whether this process may use bpf() at all, and why not.
+//! - [`test_run_insns`] loads raw instructions and runs them with `BPF_PROG_TEST_RUN` (the
+//!   oracle for single programs without maps).
+//! - [`verify`] has the kernel verifier accept or reject one program of an object, with every
+//!   ordinary map shrunk to one entry (see DESIGN.md, "Kernel verification of big maps").
+//! - [`Oracle`] keeps a whole object loaded at full size for differential tests: run programs,
+//!   read and write maps, wire tail calls.
+//!
+//! Raw syscalls live in `sys`; libbpf object handling (message capture, map shrinking,
+//! pinning) in `load`.
+
+mod load;
+mod oracle;
+mod sys;
+mod verify;
+
+use std::sync::OnceLock;
 
 use crate::object::spec::ProgramType;
 use crate::vm::insn::Insn;
+
+pub use oracle::{MapEntries, Oracle, SkbContext};
+pub use verify::verify;
+
+/// Size of the verifier log buffer. The kernel keeps the tail of a longer log (rotating
+/// mode), which is where the reason for a rejection is.
+pub(crate) const LOG_BUF_SIZE: usize = 4 << 20;
 
 /// Kernel-side failures.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +44,7 @@ pub enum KernelError {
         program: String,
         /// Last meaningful line of the verifier log.
         summary: String,
-        /// The full verifier log.
+        /// The full verifier log (its tail, if the kernel had to truncate it).
         log: String,
     },
     /// A bpf() call failed.
@@ -31,6 +55,40 @@ pub enum KernelError {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+    /// libbpf refused the object outside the verifier: bad ELF, unsupported section (legacy
+    /// `maps`), map creation failure, ...
+    #[error("libbpf could not {action}: {detail}")]
+    Libbpf {
+        /// What was being done ("open object", "load object").
+        action: &'static str,
+        /// libbpf's first warning, or the error itself when libbpf printed nothing.
+        detail: String,
+        /// Everything libbpf printed meanwhile.
+        messages: String,
+        /// The libbpf-rs error.
+        #[source]
+        source: libbpf_rs::Error,
+    },
+    /// The object has no program or map of that name.
+    #[error("object has no {kind} named {name:?}")]
+    NotFound {
+        /// "program" or "map".
+        kind: &'static str,
+        /// The name asked for.
+        name: String,
+    },
+    /// A key or value buffer does not have the size the map declares.
+    #[error("map {map}: {what} is {got} bytes, the map wants {expected}")]
+    SizeMismatch {
+        /// Map name.
+        map: String,
+        /// "key" or "value".
+        what: &'static str,
+        /// Size the map declares (for per-CPU values: all CPUs, 8-byte strides).
+        expected: usize,
+        /// Size given.
+        got: usize,
     },
 }
 
@@ -45,20 +103,143 @@ pub struct TestRunResult {
     pub duration_ns: u32,
 }
 
-/// Whether this process may load and run BPF programs; the error says why not.
+/// `mov r0, XDP_PASS; exit`: the probe program and the benchmark floor.
+pub(crate) fn return_pass_insns() -> [Insn; 2] {
+    [
+        // mov64 r0, 2
+        Insn {
+            op: 0xb7,
+            dst: 0,
+            src: 0,
+            off: 0,
+            imm: 2,
+        },
+        // exit
+        Insn {
+            op: 0x95,
+            dst: 0,
+            src: 0,
+            off: 0,
+            imm: 0,
+        },
+    ]
+}
+
+/// Whether this process may load and run BPF programs; the error says why not. The answer is
+/// computed once per process.
 pub fn probe() -> Result<(), KernelError> {
-    Err(KernelError::Unsupported {
-        reason: "kernel module not built yet".into(),
-    })
+    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
+    PROBE
+        .get_or_init(probe_uncached)
+        .clone()
+        .map_err(|reason| KernelError::Unsupported { reason })
+}
+
+/// Creates a one-entry ARRAY map and loads a two-instruction XDP program.
+fn probe_uncached() -> Result<(), String> {
+    const BPF_MAP_TYPE_ARRAY: u32 = 2;
+    let explain = |what: &str, e: std::io::Error| -> String {
+        let euid = sys::euid();
+        let who = if euid == 0 {
+            "running as root".to_string()
+        } else {
+            format!("not running as root (euid {euid})")
+        };
+        let sysctl = std::fs::read_to_string("/proc/sys/kernel/unprivileged_bpf_disabled")
+            .map(|s| format!(", kernel.unprivileged_bpf_disabled={}", s.trim()))
+            .unwrap_or_default();
+        match e.raw_os_error() {
+            Some(libc::EPERM) => {
+                format!("{what}: bpf() returned EPERM ({who}{sysctl}; needs CAP_BPF)")
+            }
+            Some(libc::ENOSYS) => format!(
+                "{what}: bpf() not available (ENOSYS: kernel built without CONFIG_BPF_SYSCALL?)"
+            ),
+            _ => format!("{what}: bpf() failed: {e} ({who})"),
+        }
+    };
+    sys::map_create(BPF_MAP_TYPE_ARRAY, 4, 4, 1).map_err(|e| explain("creating a map", e))?;
+    let mut log = Vec::new();
+    sys::prog_load(
+        ProgramType::Xdp.kernel_id(),
+        "probe",
+        &return_pass_insns(),
+        &mut log,
+    )
+    .map_err(|e| explain("loading an XDP program", e))?;
+    Ok(())
 }
 
 /// Loads raw instructions (no maps) as a program of `prog_type`, runs it `repeat` times on
 /// `data` with `BPF_PROG_TEST_RUN`, and unloads it.
+///
+/// The kernel wants at least an Ethernet header (14 bytes) of `data` for XDP and TC programs
+/// and fails the run with EINVAL otherwise. A verifier rejection is
+/// [`KernelError::Rejected`] with program name `"insns"`.
 pub fn test_run_insns(
-    _insns: &[Insn],
-    _prog_type: ProgramType,
-    _data: &[u8],
-    _repeat: u32,
+    insns: &[Insn],
+    prog_type: ProgramType,
+    data: &[u8],
+    repeat: u32,
 ) -> Result<TestRunResult, KernelError> {
-    probe().map(|_| unreachable!())
+    probe()?;
+    let mut log = Vec::new();
+    let fd = sys::prog_load(prog_type.kernel_id(), "insns", insns, &mut log).map_err(|e| {
+        if log.is_empty() {
+            KernelError::Syscall {
+                call: "BPF_PROG_LOAD",
+                source: e,
+            }
+        } else {
+            let log = String::from_utf8_lossy(&log).into_owned();
+            KernelError::Rejected {
+                program: "insns".into(),
+                summary: summarize_log(&log),
+                log,
+            }
+        }
+    })?;
+    let out = sys::prog_test_run(std::os::fd::AsFd::as_fd(&fd), data, None, repeat).map_err(
+        |source| KernelError::Syscall {
+            call: "BPF_PROG_TEST_RUN",
+            source,
+        },
+    )?;
+    Ok(TestRunResult {
+        retval: out.retval,
+        data: out.data,
+        duration_ns: out.duration_ns,
+    })
+}
+
+/// The line of a verifier log that says why it failed: the last non-empty line that is not
+/// part of the statistics trailer the kernel prints after every run.
+pub(crate) fn summarize_log(log: &str) -> String {
+    const TRAILERS: &[&str] = &[
+        "processed ",
+        "verification time",
+        "stack depth",
+        "-- END PROG LOAD LOG --",
+        "max_states_per_insn",
+    ];
+    log.lines()
+        .rev()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .find(|l| !TRAILERS.iter().any(|t| l.starts_with(t)))
+        .unwrap_or("the verifier left no log")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_skips_statistics() {
+        let log = "0: R1=ctx() R10=fp0\n0: (bf) r0 = r2\nR2 !read_ok\nprocessed 1 insns (limit \
+                   1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n\n";
+        assert_eq!(summarize_log(log), "R2 !read_ok");
+        assert_eq!(summarize_log(""), "the verifier left no log");
+    }
 }

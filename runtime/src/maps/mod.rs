@@ -6,6 +6,7 @@
 //! concatenated, each rounded up to 8 bytes).
 
 mod array;
+pub mod dump;
 mod hash;
 mod prog_array;
 
@@ -13,7 +14,7 @@ use std::any::Any;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-pub use array::{ArrayMap, PerCpuArrayMap};
+pub use array::{ArrayMap, PerCpuArrayMap, BPF_F_RDONLY_PROG};
 pub use hash::HashMap;
 pub use prog_array::ProgArrayMap;
 

@@ -91,6 +91,21 @@ impl MemoryMap {
         self.regions.push(region);
     }
 
+    /// Replaces the per-run regions of `kind` with `region` (packet bounds after a head or tail
+    /// adjustment).
+    pub fn replace(&mut self, kind: RegionKind, region: Region) {
+        let fixed = self.fixed;
+        let mut i = fixed;
+        while i < self.regions.len() {
+            if self.regions[i].kind == kind {
+                self.regions.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        self.regions.push(region);
+    }
+
     /// Drops the per-run regions, keeping the fixed ones.
     pub fn reset_dynamic(&mut self) {
         self.regions.truncate(self.fixed);

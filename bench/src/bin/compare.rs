@@ -1,0 +1,200 @@
+//! `compare`: the same XDP object in the kernel and in userspace, side by side.
+//!
+//! Runs one program over a deterministic packet corpus in the kernel (`BPF_PROG_TEST_RUN`,
+//! kernel JIT), our JIT and our interpreter; checks that verdicts and output bytes agree; and
+//! times each engine in alternating rounds (K J I K J I ...), reporting per-packet medians with
+//! min–max and the ratios JIT/kernel and interpreter/JIT. Kernel times are the kernel's own
+//! per-run durations minus those of an empty program measured in the same round.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use userxdp_bench::packets;
+use userxdp_bench::stats::Spread;
+use userxdp_runtime::context::{XdpAction, XdpFrame};
+use userxdp_runtime::kernel::{self, Oracle};
+use userxdp_runtime::object;
+use userxdp_runtime::vm::instance::{Engine, Runner, SafetyPolicy, Vm, VmOptions};
+
+struct Args {
+    objects: Vec<(String, Option<String>)>,
+    packets: usize,
+    rounds: usize,
+    repeat: u32,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: compare [--packets N] [--rounds R] [--repeat K] OBJ[:PROGRAM]...\n\
+         OBJ is a path or the name of a built-in program (xdp_parse, xdp_maps, ...)"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        objects: Vec::new(),
+        packets: 1000,
+        rounds: 5,
+        repeat: 50,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut num = |name: &str| -> usize {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .filter(|&n: &usize| n > 0)
+                .unwrap_or_else(|| {
+                    eprintln!("compare: {name} needs a positive number");
+                    usage()
+                })
+        };
+        match arg.as_str() {
+            "--packets" => a.packets = num("--packets"),
+            "--rounds" => a.rounds = num("--rounds"),
+            "--repeat" => a.repeat = num("--repeat") as u32,
+            "-h" | "--help" => usage(),
+            s if s.starts_with('-') => {
+                eprintln!("compare: unknown option {s}");
+                usage()
+            }
+            s => {
+                let (obj, prog) = match s.split_once(':') {
+                    Some((o, p)) => (o.to_string(), Some(p.to_string())),
+                    None => (s.to_string(), None),
+                };
+                a.objects.push((obj, prog));
+            }
+        }
+    }
+    if a.objects.is_empty() {
+        usage()
+    }
+    a
+}
+
+fn resolve(obj: &str) -> Result<std::path::PathBuf> {
+    let p = std::path::Path::new(obj);
+    if p.exists() {
+        return Ok(p.to_path_buf());
+    }
+    userxdp_programs::path(obj.trim_end_matches(".o"))
+        .with_context(|| format!("{obj}: no such file or built-in program"))
+}
+
+fn pin(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data passed by pointer to the syscall.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Mean ns per run of `runner` over the corpus, each packet run `repeat` times.
+fn time_user(runner: &mut Runner, frame: &mut XdpFrame, corpus: &[Vec<u8>], repeat: u32) -> Result<f64> {
+    let mut total = 0u128;
+    for p in corpus {
+        frame.load(p)?;
+        let start = Instant::now();
+        for _ in 0..repeat {
+            runner.run_xdp(frame)?;
+        }
+        total += start.elapsed().as_nanos();
+    }
+    Ok(total as f64 / (corpus.len() as f64 * repeat as f64))
+}
+
+fn time_kernel(oracle: &Oracle, program: &str, corpus: &[Vec<u8>], repeat: u32) -> Result<f64> {
+    let mut total = 0f64;
+    for p in corpus {
+        total += oracle.test_run(program, p, repeat)?.duration_ns as f64;
+    }
+    Ok(total / corpus.len() as f64)
+}
+
+fn main() -> Result<()> {
+    let args = parse_args();
+    kernel::probe().context("compare needs the kernel as the reference (run as root)")?;
+    // Everything on one core, the same for every engine; say which.
+    pin(0);
+    let corpus = packets::corpus(0x5eed, args.packets);
+    println!(
+        "# {} packets, {} rounds alternating kernel/jit/interp, {} runs per packet per round, all on CPU 0",
+        corpus.len(),
+        args.rounds,
+        args.repeat
+    );
+    println!("| program | agree | kernel ns/pkt | jit ns/pkt | interp ns/pkt | jit/kernel | interp/jit |");
+    println!("|---|---|---|---|---|---|---|");
+    for (obj, prog) in &args.objects {
+        let path = resolve(obj)?;
+        let bytes = std::fs::read(&path).with_context(|| path.display().to_string())?;
+        let spec = object::parse(&bytes).with_context(|| path.display().to_string())?;
+        let program = match prog {
+            Some(p) => p.clone(),
+            None => spec.programs.first().context("no programs")?.name.clone(),
+        };
+        let opts = |engine| VmOptions {
+            engine,
+            safety: SafetyPolicy::Kernel,
+            ncpus: 1,
+            ..VmOptions::default()
+        };
+        let jit = Vm::new(spec.clone(), Some(&bytes), Some(&program), opts(Engine::Jit))?;
+        let interp = Vm::new(spec.clone(), Some(&bytes), Some(&program), opts(Engine::Interpreter))?;
+        let oracle = Oracle::load(&bytes, None)?;
+        let (mut jr, mut ir) = (jit.runner(0), interp.runner(0));
+        let mut frame = XdpFrame::new()?;
+
+        // Agreement on the first run of every packet (fresh instances, so maps start equal).
+        let mut disagree = 0usize;
+        {
+            let fresh = Vm::new(spec.clone(), Some(&bytes), Some(&program), opts(Engine::Jit))?;
+            let fresh_i = Vm::new(spec.clone(), Some(&bytes), Some(&program), opts(Engine::Interpreter))?;
+            let fresh_k = Oracle::load(&bytes, None)?;
+            let (mut a, mut b) = (fresh.runner(0), fresh_i.runner(0));
+            for p in &corpus {
+                let k = fresh_k.test_run(&program, p, 1)?;
+                frame.load(p)?;
+                let ja = a.run_xdp(&mut frame)?;
+                let jd = frame.meta_and_packet().to_vec();
+                frame.load(p)?;
+                let ia = b.run_xdp(&mut frame)?;
+                let id = frame.meta_and_packet().to_vec();
+                let ka = XdpAction::from_retval(k.retval as u64);
+                if ja.action != ka || ia.action != ka || jd != k.data || id != k.data {
+                    disagree += 1;
+                }
+            }
+        }
+
+        let (mut ks, mut js, mut is) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..args.rounds {
+            let empty = Oracle::empty_program_duration(args.repeat)? as f64;
+            ks.push((time_kernel(&oracle, &program, &corpus, args.repeat)? - empty).max(0.1));
+            js.push(time_user(&mut jr, &mut frame, &corpus, args.repeat)?);
+            is.push(time_user(&mut ir, &mut frame, &corpus, args.repeat)?);
+        }
+        let ratio = |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x / y).collect() };
+        let (k, j, i) = (Spread::of(&ks), Spread::of(&js), Spread::of(&is));
+        let (jk, ij) = (Spread::of(&ratio(&js, &ks)), Spread::of(&ratio(&is, &js)));
+        let (Some(k), Some(j), Some(i), Some(jk), Some(ij)) = (k, j, i, jk, ij) else {
+            bail!("no measurements");
+        };
+        println!(
+            "| {}:{} | {}/{} | {k} | {j} | {i} | {:.2} ({:.2}-{:.2}) | {:.1} ({:.1}-{:.1}) |",
+            path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(),
+            program,
+            corpus.len() - disagree,
+            corpus.len(),
+            jk.median,
+            jk.min,
+            jk.max,
+            ij.median,
+            ij.min,
+            ij.max
+        );
+    }
+    Ok(())
+}

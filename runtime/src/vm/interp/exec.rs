@@ -1,0 +1,588 @@
+//! The dispatch loop: one `match` on the opcode byte per instruction.
+
+use super::mem::{self, ORDER};
+use super::Machine;
+use crate::helpers::{self, Helper};
+use crate::vm::env::RunEnv;
+use crate::vm::error::VmError;
+use crate::vm::insn::*;
+
+/// Declares opcode constants usable as `match` patterns.
+macro_rules! opcodes {
+    ($($name:ident = $value:expr;)*) => { $(const $name: u8 = $value;)* };
+}
+
+opcodes! {
+    ADD64_K = BPF_ALU64 | BPF_ADD | BPF_K;   ADD64_X = BPF_ALU64 | BPF_ADD | BPF_X;
+    SUB64_K = BPF_ALU64 | BPF_SUB | BPF_K;   SUB64_X = BPF_ALU64 | BPF_SUB | BPF_X;
+    MUL64_K = BPF_ALU64 | BPF_MUL | BPF_K;   MUL64_X = BPF_ALU64 | BPF_MUL | BPF_X;
+    DIV64_K = BPF_ALU64 | BPF_DIV | BPF_K;   DIV64_X = BPF_ALU64 | BPF_DIV | BPF_X;
+    OR64_K = BPF_ALU64 | BPF_OR | BPF_K;     OR64_X = BPF_ALU64 | BPF_OR | BPF_X;
+    AND64_K = BPF_ALU64 | BPF_AND | BPF_K;   AND64_X = BPF_ALU64 | BPF_AND | BPF_X;
+    LSH64_K = BPF_ALU64 | BPF_LSH | BPF_K;   LSH64_X = BPF_ALU64 | BPF_LSH | BPF_X;
+    RSH64_K = BPF_ALU64 | BPF_RSH | BPF_K;   RSH64_X = BPF_ALU64 | BPF_RSH | BPF_X;
+    NEG64 = BPF_ALU64 | BPF_NEG | BPF_K;
+    MOD64_K = BPF_ALU64 | BPF_MOD | BPF_K;   MOD64_X = BPF_ALU64 | BPF_MOD | BPF_X;
+    XOR64_K = BPF_ALU64 | BPF_XOR | BPF_K;   XOR64_X = BPF_ALU64 | BPF_XOR | BPF_X;
+    MOV64_K = BPF_ALU64 | BPF_MOV | BPF_K;   MOV64_X = BPF_ALU64 | BPF_MOV | BPF_X;
+    ARSH64_K = BPF_ALU64 | BPF_ARSH | BPF_K; ARSH64_X = BPF_ALU64 | BPF_ARSH | BPF_X;
+    BSWAP = BPF_ALU64 | BPF_END;
+
+    ADD32_K = BPF_ALU | BPF_ADD | BPF_K;     ADD32_X = BPF_ALU | BPF_ADD | BPF_X;
+    SUB32_K = BPF_ALU | BPF_SUB | BPF_K;     SUB32_X = BPF_ALU | BPF_SUB | BPF_X;
+    MUL32_K = BPF_ALU | BPF_MUL | BPF_K;     MUL32_X = BPF_ALU | BPF_MUL | BPF_X;
+    DIV32_K = BPF_ALU | BPF_DIV | BPF_K;     DIV32_X = BPF_ALU | BPF_DIV | BPF_X;
+    OR32_K = BPF_ALU | BPF_OR | BPF_K;       OR32_X = BPF_ALU | BPF_OR | BPF_X;
+    AND32_K = BPF_ALU | BPF_AND | BPF_K;     AND32_X = BPF_ALU | BPF_AND | BPF_X;
+    LSH32_K = BPF_ALU | BPF_LSH | BPF_K;     LSH32_X = BPF_ALU | BPF_LSH | BPF_X;
+    RSH32_K = BPF_ALU | BPF_RSH | BPF_K;     RSH32_X = BPF_ALU | BPF_RSH | BPF_X;
+    NEG32 = BPF_ALU | BPF_NEG | BPF_K;
+    MOD32_K = BPF_ALU | BPF_MOD | BPF_K;     MOD32_X = BPF_ALU | BPF_MOD | BPF_X;
+    XOR32_K = BPF_ALU | BPF_XOR | BPF_K;     XOR32_X = BPF_ALU | BPF_XOR | BPF_X;
+    MOV32_K = BPF_ALU | BPF_MOV | BPF_K;     MOV32_X = BPF_ALU | BPF_MOV | BPF_X;
+    ARSH32_K = BPF_ALU | BPF_ARSH | BPF_K;   ARSH32_X = BPF_ALU | BPF_ARSH | BPF_X;
+    END_LE = BPF_ALU | BPF_END | BPF_TO_LE;  END_BE = BPF_ALU | BPF_END | BPF_TO_BE;
+
+    JA = BPF_JMP | BPF_JA;                   JA32 = BPF_JMP32 | BPF_JA;
+    JEQ_K = BPF_JMP | BPF_JEQ | BPF_K;       JEQ_X = BPF_JMP | BPF_JEQ | BPF_X;
+    JGT_K = BPF_JMP | BPF_JGT | BPF_K;       JGT_X = BPF_JMP | BPF_JGT | BPF_X;
+    JGE_K = BPF_JMP | BPF_JGE | BPF_K;       JGE_X = BPF_JMP | BPF_JGE | BPF_X;
+    JSET_K = BPF_JMP | BPF_JSET | BPF_K;     JSET_X = BPF_JMP | BPF_JSET | BPF_X;
+    JNE_K = BPF_JMP | BPF_JNE | BPF_K;       JNE_X = BPF_JMP | BPF_JNE | BPF_X;
+    JSGT_K = BPF_JMP | BPF_JSGT | BPF_K;     JSGT_X = BPF_JMP | BPF_JSGT | BPF_X;
+    JSGE_K = BPF_JMP | BPF_JSGE | BPF_K;     JSGE_X = BPF_JMP | BPF_JSGE | BPF_X;
+    JLT_K = BPF_JMP | BPF_JLT | BPF_K;       JLT_X = BPF_JMP | BPF_JLT | BPF_X;
+    JLE_K = BPF_JMP | BPF_JLE | BPF_K;       JLE_X = BPF_JMP | BPF_JLE | BPF_X;
+    JSLT_K = BPF_JMP | BPF_JSLT | BPF_K;     JSLT_X = BPF_JMP | BPF_JSLT | BPF_X;
+    JSLE_K = BPF_JMP | BPF_JSLE | BPF_K;     JSLE_X = BPF_JMP | BPF_JSLE | BPF_X;
+    CALL = BPF_JMP | BPF_CALL;               EXIT = BPF_JMP | BPF_EXIT;
+
+    JEQ32_K = BPF_JMP32 | BPF_JEQ | BPF_K;   JEQ32_X = BPF_JMP32 | BPF_JEQ | BPF_X;
+    JGT32_K = BPF_JMP32 | BPF_JGT | BPF_K;   JGT32_X = BPF_JMP32 | BPF_JGT | BPF_X;
+    JGE32_K = BPF_JMP32 | BPF_JGE | BPF_K;   JGE32_X = BPF_JMP32 | BPF_JGE | BPF_X;
+    JSET32_K = BPF_JMP32 | BPF_JSET | BPF_K; JSET32_X = BPF_JMP32 | BPF_JSET | BPF_X;
+    JNE32_K = BPF_JMP32 | BPF_JNE | BPF_K;   JNE32_X = BPF_JMP32 | BPF_JNE | BPF_X;
+    JSGT32_K = BPF_JMP32 | BPF_JSGT | BPF_K; JSGT32_X = BPF_JMP32 | BPF_JSGT | BPF_X;
+    JSGE32_K = BPF_JMP32 | BPF_JSGE | BPF_K; JSGE32_X = BPF_JMP32 | BPF_JSGE | BPF_X;
+    JLT32_K = BPF_JMP32 | BPF_JLT | BPF_K;   JLT32_X = BPF_JMP32 | BPF_JLT | BPF_X;
+    JLE32_K = BPF_JMP32 | BPF_JLE | BPF_K;   JLE32_X = BPF_JMP32 | BPF_JLE | BPF_X;
+    JSLT32_K = BPF_JMP32 | BPF_JSLT | BPF_K; JSLT32_X = BPF_JMP32 | BPF_JSLT | BPF_X;
+    JSLE32_K = BPF_JMP32 | BPF_JSLE | BPF_K; JSLE32_X = BPF_JMP32 | BPF_JSLE | BPF_X;
+
+    LD_IMM64 = BPF_LD | BPF_IMM | BPF_DW;
+    LDX_B = BPF_LDX | BPF_MEM | BPF_B;       LDX_H = BPF_LDX | BPF_MEM | BPF_H;
+    LDX_W = BPF_LDX | BPF_MEM | BPF_W;       LDX_DW = BPF_LDX | BPF_MEM | BPF_DW;
+    LDSX_B = BPF_LDX | BPF_MEMSX | BPF_B;    LDSX_H = BPF_LDX | BPF_MEMSX | BPF_H;
+    LDSX_W = BPF_LDX | BPF_MEMSX | BPF_W;
+    ST_B = BPF_ST | BPF_MEM | BPF_B;         ST_H = BPF_ST | BPF_MEM | BPF_H;
+    ST_W = BPF_ST | BPF_MEM | BPF_W;         ST_DW = BPF_ST | BPF_MEM | BPF_DW;
+    STX_B = BPF_STX | BPF_MEM | BPF_B;       STX_H = BPF_STX | BPF_MEM | BPF_H;
+    STX_W = BPF_STX | BPF_MEM | BPF_W;       STX_DW = BPF_STX | BPF_MEM | BPF_DW;
+    ATOMIC_W = BPF_STX | BPF_ATOMIC | BPF_W; ATOMIC_DW = BPF_STX | BPF_ATOMIC | BPF_DW;
+}
+
+// Atomic operation selectors (the `imm` of BPF_ATOMIC).
+const AT_ADD: i32 = BPF_ADD as i32;
+const AT_OR: i32 = BPF_OR as i32;
+const AT_AND: i32 = BPF_AND as i32;
+const AT_XOR: i32 = BPF_XOR as i32;
+const AT_FETCH_ADD: i32 = AT_ADD | BPF_FETCH;
+const AT_FETCH_OR: i32 = AT_OR | BPF_FETCH;
+const AT_FETCH_AND: i32 = AT_AND | BPF_FETCH;
+const AT_FETCH_XOR: i32 = AT_XOR | BPF_FETCH;
+
+/// What a bpf-to-bpf call saves and an `exit` of the callee restores.
+#[derive(Clone, Copy, Default)]
+struct Frame {
+    /// Instruction to continue at in the caller.
+    ret: usize,
+    /// Caller's r6..r9.
+    saved: [u64; 4],
+    /// Caller's r10.
+    fp: u64,
+}
+
+/// The r10 of frame `d` (0 = outermost).
+#[inline(always)]
+fn frame_top(stack_top: u64, d: usize) -> u64 {
+    stack_top - (d * STACK_SIZE) as u64
+}
+
+#[inline(always)]
+fn udiv64(a: u64, b: u64) -> u64 {
+    a.checked_div(b).unwrap_or(0)
+}
+#[inline(always)]
+fn umod64(a: u64, b: u64) -> u64 {
+    a.checked_rem(b).unwrap_or(a)
+}
+#[inline(always)]
+fn sdiv64(a: u64, b: u64) -> u64 {
+    // wrapping_div: INT_MIN / -1 = INT_MIN, as the kernel (which rewrites it to a negation).
+    if b == 0 {
+        0
+    } else {
+        (a as i64).wrapping_div(b as i64) as u64
+    }
+}
+#[inline(always)]
+fn smod64(a: u64, b: u64) -> u64 {
+    // wrapping_rem: INT_MIN % -1 = 0, as the kernel.
+    if b == 0 {
+        a
+    } else {
+        (a as i64).wrapping_rem(b as i64) as u64
+    }
+}
+#[inline(always)]
+fn udiv32(a: u32, b: u32) -> u32 {
+    a.checked_div(b).unwrap_or(0)
+}
+#[inline(always)]
+fn umod32(a: u32, b: u32) -> u32 {
+    a.checked_rem(b).unwrap_or(a)
+}
+#[inline(always)]
+fn sdiv32(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        0
+    } else {
+        (a as i32).wrapping_div(b as i32) as u32
+    }
+}
+#[inline(always)]
+fn smod32(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        (a as i32).wrapping_rem(b as i32) as u32
+    }
+}
+
+/// The helper with kernel ID `id` (tests can add private helpers).
+#[inline(always)]
+fn resolve_helper(id: i32) -> Option<&'static Helper> {
+    #[cfg(test)]
+    if let Some(h) = super::tests::test_helper(id) {
+        return Some(h);
+    }
+    helpers::get(id)
+}
+
+/// Runs the function at `entry` in frame `depth` with r1..r5 = `args` until it returns.
+///
+/// # Safety
+/// `m` and `env` point to the live `Machine` and `RunEnv` of a run in progress; nothing else
+/// holds a reference to either while this runs (helpers receive `env` as a raw pointer). Every
+/// region in `env.memory` is mapped memory for the whole run.
+pub(super) unsafe fn execute(
+    m: *mut Machine<'_>,
+    env: *mut RunEnv,
+    entry: usize,
+    args: [u64; 5],
+    depth: usize,
+) -> Result<u64, VmError> {
+    // SAFETY: `m` is live (contract); plain reads.
+    let mut remaining = unsafe { (*m).remaining };
+    // SAFETY: forwarded contract.
+    let result = unsafe { dispatch(m, env, entry, args, depth, &mut remaining) };
+    // SAFETY: `m` is live (contract); the budget is shared with the caller of a callback.
+    unsafe { (*m).remaining = remaining };
+    result
+}
+
+/// The interpreter loop proper (see [`execute`]).
+///
+/// # Safety
+/// As [`execute`].
+#[allow(clippy::too_many_lines)]
+unsafe fn dispatch(
+    m: *mut Machine<'_>,
+    env: *mut RunEnv,
+    entry: usize,
+    args: [u64; 5],
+    depth: usize,
+    remaining: &mut u64,
+) -> Result<u64, VmError> {
+    // SAFETY: `m` is live (contract); `prog` is a shared borrow that outlives the run.
+    let (prog, stack_top, budget) = unsafe { ((*m).prog, (*m).stack_top, (*m).budget) };
+    let insns = prog.insns.as_slice();
+    // Sixteen slots so that the 4-bit register fields index without a bounds check or panic,
+    // whatever the decoder let through; r11..r15 are never read by valid code.
+    let mut reg = [0u64; 16];
+    reg[1..6].copy_from_slice(&args);
+    reg[10] = frame_top(stack_top, depth);
+    let mut frames = [Frame::default(); MAX_CALL_FRAMES];
+    let mut nframes = 0usize;
+    let mut pc = entry;
+
+    loop {
+        let Some(&insn) = insns.get(pc) else {
+            return Err(VmError::Unsupported {
+                insn: pc,
+                what: "execution left the program".into(),
+            });
+        };
+        if *remaining == 0 {
+            return Err(VmError::BudgetExhausted { insns: budget });
+        }
+        *remaining -= 1;
+        let cur = pc;
+        pc += 1;
+        let dst = (insn.dst & 0x0f) as usize;
+        let src = (insn.src & 0x0f) as usize;
+        let imm = insn.imm;
+        let k64 = imm as i64 as u64;
+        let k32 = imm as u32;
+        let signed = insn.off == 1;
+        // Effective address of a memory access based on `base`.
+        let ea = |base: u64| base.wrapping_add(insn.off as i64 as u64);
+
+        macro_rules! alu64 {
+            ($b:expr, |$x:ident, $y:ident| $e:expr) => {{
+                let $x = reg[dst];
+                let $y: u64 = $b;
+                reg[dst] = $e;
+            }};
+        }
+        macro_rules! alu32 {
+            ($b:expr, |$x:ident, $y:ident| $e:expr) => {{
+                let $x = reg[dst] as u32;
+                let $y: u32 = $b;
+                reg[dst] = u64::from($e);
+            }};
+        }
+        macro_rules! jump {
+            ($cond:expr) => {
+                if $cond {
+                    pc = pc.wrapping_add(insn.off as isize as usize);
+                }
+            };
+        }
+        macro_rules! load {
+            ($t:ty, $addr:expr) => {{
+                // SAFETY: `env` is live and not borrowed elsewhere (contract of `dispatch`);
+                // `mem::load` checks the address against the run's regions before reading.
+                unsafe { mem::load::<$t>(env, cur, $addr) }?
+            }};
+        }
+        macro_rules! store {
+            ($t:ty, $addr:expr, $v:expr) => {{
+                // SAFETY: as in `load!`; `mem::store` checks the address before writing.
+                unsafe { mem::store::<$t>(env, cur, $addr, $v) }?
+            }};
+        }
+        // 64-bit and 32-bit views of the compared operands.
+        let (a64, x64) = (reg[dst], reg[src]);
+        let (a32, x32) = (a64 as u32, x64 as u32);
+
+        match insn.op {
+            // ---- ALU64 ----
+            ADD64_K => alu64!(k64, |a, b| a.wrapping_add(b)),
+            ADD64_X => alu64!(x64, |a, b| a.wrapping_add(b)),
+            SUB64_K => alu64!(k64, |a, b| a.wrapping_sub(b)),
+            SUB64_X => alu64!(x64, |a, b| a.wrapping_sub(b)),
+            MUL64_K => alu64!(k64, |a, b| a.wrapping_mul(b)),
+            MUL64_X => alu64!(x64, |a, b| a.wrapping_mul(b)),
+            DIV64_K => alu64!(k64, |a, b| if signed { sdiv64(a, b) } else { udiv64(a, b) }),
+            DIV64_X => alu64!(x64, |a, b| if signed { sdiv64(a, b) } else { udiv64(a, b) }),
+            MOD64_K => alu64!(k64, |a, b| if signed { smod64(a, b) } else { umod64(a, b) }),
+            MOD64_X => alu64!(x64, |a, b| if signed { smod64(a, b) } else { umod64(a, b) }),
+            OR64_K => alu64!(k64, |a, b| a | b),
+            OR64_X => alu64!(x64, |a, b| a | b),
+            AND64_K => alu64!(k64, |a, b| a & b),
+            AND64_X => alu64!(x64, |a, b| a & b),
+            XOR64_K => alu64!(k64, |a, b| a ^ b),
+            XOR64_X => alu64!(x64, |a, b| a ^ b),
+            // wrapping_shl/shr mask the count to the width (& 63), as the kernel.
+            LSH64_K => alu64!(k64, |a, b| a.wrapping_shl(b as u32)),
+            LSH64_X => alu64!(x64, |a, b| a.wrapping_shl(b as u32)),
+            RSH64_K => alu64!(k64, |a, b| a.wrapping_shr(b as u32)),
+            RSH64_X => alu64!(x64, |a, b| a.wrapping_shr(b as u32)),
+            ARSH64_K => alu64!(k64, |a, b| (a as i64).wrapping_shr(b as u32) as u64),
+            ARSH64_X => alu64!(x64, |a, b| (a as i64).wrapping_shr(b as u32) as u64),
+            NEG64 => reg[dst] = a64.wrapping_neg(),
+            MOV64_K => reg[dst] = k64,
+            MOV64_X => {
+                reg[dst] = match insn.off {
+                    8 => x64 as i8 as i64 as u64,
+                    16 => x64 as i16 as i64 as u64,
+                    32 => x64 as i32 as i64 as u64,
+                    _ => x64,
+                }
+            }
+            BSWAP => {
+                reg[dst] = match imm {
+                    16 => u64::from((a64 as u16).swap_bytes()),
+                    32 => u64::from((a64 as u32).swap_bytes()),
+                    64 => a64.swap_bytes(),
+                    _ => return Err(bad_width(cur)),
+                }
+            }
+
+            // ---- ALU (32-bit, result zero-extended) ----
+            ADD32_K => alu32!(k32, |a, b| a.wrapping_add(b)),
+            ADD32_X => alu32!(x32, |a, b| a.wrapping_add(b)),
+            SUB32_K => alu32!(k32, |a, b| a.wrapping_sub(b)),
+            SUB32_X => alu32!(x32, |a, b| a.wrapping_sub(b)),
+            MUL32_K => alu32!(k32, |a, b| a.wrapping_mul(b)),
+            MUL32_X => alu32!(x32, |a, b| a.wrapping_mul(b)),
+            DIV32_K => alu32!(k32, |a, b| if signed { sdiv32(a, b) } else { udiv32(a, b) }),
+            DIV32_X => alu32!(x32, |a, b| if signed { sdiv32(a, b) } else { udiv32(a, b) }),
+            MOD32_K => alu32!(k32, |a, b| if signed { smod32(a, b) } else { umod32(a, b) }),
+            MOD32_X => alu32!(x32, |a, b| if signed { smod32(a, b) } else { umod32(a, b) }),
+            OR32_K => alu32!(k32, |a, b| a | b),
+            OR32_X => alu32!(x32, |a, b| a | b),
+            AND32_K => alu32!(k32, |a, b| a & b),
+            AND32_X => alu32!(x32, |a, b| a & b),
+            XOR32_K => alu32!(k32, |a, b| a ^ b),
+            XOR32_X => alu32!(x32, |a, b| a ^ b),
+            LSH32_K => alu32!(k32, |a, b| a.wrapping_shl(b)),
+            LSH32_X => alu32!(x32, |a, b| a.wrapping_shl(b)),
+            RSH32_K => alu32!(k32, |a, b| a.wrapping_shr(b)),
+            RSH32_X => alu32!(x32, |a, b| a.wrapping_shr(b)),
+            ARSH32_K => alu32!(k32, |a, b| (a as i32).wrapping_shr(b) as u32),
+            ARSH32_X => alu32!(x32, |a, b| (a as i32).wrapping_shr(b) as u32),
+            NEG32 => reg[dst] = u64::from(a32.wrapping_neg()),
+            MOV32_K => reg[dst] = u64::from(k32),
+            MOV32_X => {
+                reg[dst] = u64::from(match insn.off {
+                    8 => x64 as i8 as i32 as u32,
+                    16 => x64 as i16 as i32 as u32,
+                    _ => x32,
+                })
+            }
+            END_LE => {
+                reg[dst] = match imm {
+                    16 => u64::from((a64 as u16).to_le()),
+                    32 => u64::from(a32.to_le()),
+                    64 => a64.to_le(),
+                    _ => return Err(bad_width(cur)),
+                }
+            }
+            END_BE => {
+                reg[dst] = match imm {
+                    16 => u64::from((a64 as u16).to_be()),
+                    32 => u64::from(a32.to_be()),
+                    64 => a64.to_be(),
+                    _ => return Err(bad_width(cur)),
+                }
+            }
+
+            // ---- JMP ----
+            JA => jump!(true),
+            JA32 => pc = pc.wrapping_add(imm as isize as usize),
+            JEQ_K => jump!(a64 == k64),
+            JEQ_X => jump!(a64 == x64),
+            JGT_K => jump!(a64 > k64),
+            JGT_X => jump!(a64 > x64),
+            JGE_K => jump!(a64 >= k64),
+            JGE_X => jump!(a64 >= x64),
+            JSET_K => jump!(a64 & k64 != 0),
+            JSET_X => jump!(a64 & x64 != 0),
+            JNE_K => jump!(a64 != k64),
+            JNE_X => jump!(a64 != x64),
+            JSGT_K => jump!((a64 as i64) > (k64 as i64)),
+            JSGT_X => jump!((a64 as i64) > (x64 as i64)),
+            JSGE_K => jump!((a64 as i64) >= (k64 as i64)),
+            JSGE_X => jump!((a64 as i64) >= (x64 as i64)),
+            JLT_K => jump!(a64 < k64),
+            JLT_X => jump!(a64 < x64),
+            JLE_K => jump!(a64 <= k64),
+            JLE_X => jump!(a64 <= x64),
+            JSLT_K => jump!((a64 as i64) < (k64 as i64)),
+            JSLT_X => jump!((a64 as i64) < (x64 as i64)),
+            JSLE_K => jump!((a64 as i64) <= (k64 as i64)),
+            JSLE_X => jump!((a64 as i64) <= (x64 as i64)),
+
+            // ---- JMP32: compare the low 32 bits ----
+            JEQ32_K => jump!(a32 == k32),
+            JEQ32_X => jump!(a32 == x32),
+            JGT32_K => jump!(a32 > k32),
+            JGT32_X => jump!(a32 > x32),
+            JGE32_K => jump!(a32 >= k32),
+            JGE32_X => jump!(a32 >= x32),
+            JSET32_K => jump!(a32 & k32 != 0),
+            JSET32_X => jump!(a32 & x32 != 0),
+            JNE32_K => jump!(a32 != k32),
+            JNE32_X => jump!(a32 != x32),
+            JSGT32_K => jump!((a32 as i32) > (k32 as i32)),
+            JSGT32_X => jump!((a32 as i32) > (x32 as i32)),
+            JSGE32_K => jump!((a32 as i32) >= (k32 as i32)),
+            JSGE32_X => jump!((a32 as i32) >= (x32 as i32)),
+            JLT32_K => jump!(a32 < k32),
+            JLT32_X => jump!(a32 < x32),
+            JLE32_K => jump!(a32 <= k32),
+            JLE32_X => jump!(a32 <= x32),
+            JSLT32_K => jump!((a32 as i32) < (k32 as i32)),
+            JSLT32_X => jump!((a32 as i32) < (x32 as i32)),
+            JSLE32_K => jump!((a32 as i32) <= (k32 as i32)),
+            JSLE32_X => jump!((a32 as i32) <= (x32 as i32)),
+
+            // ---- calls ----
+            CALL => match insn.src {
+                CALL_HELPER => {
+                    let Some(helper) = resolve_helper(imm) else {
+                        return Err(VmError::UnknownHelper { insn: cur, id: imm });
+                    };
+                    // SAFETY: `m` is live (contract). Publish where a callback's frame goes and
+                    // the budget left, since the helper may re-enter through `env.callback`.
+                    unsafe {
+                        (*m).depth = depth + nframes + 1;
+                        (*m).call_pc = cur;
+                        (*m).remaining = *remaining;
+                    }
+                    // SAFETY: helpers take r1..r5 and the live environment pointer; no
+                    // reference to `*env` is held across the call.
+                    reg[0] = unsafe { (helper.func)(reg[1], reg[2], reg[3], reg[4], reg[5], env) };
+                    // SAFETY: `m` and `env` are live; the helper has returned, so no one else
+                    // uses them now.
+                    unsafe {
+                        *remaining = (*m).remaining;
+                        if (*env).fault_flag != 0 {
+                            return Err((*env).take_fault(cur));
+                        }
+                        if (*env).tail_call_pending != 0 {
+                            return Ok(reg[0]);
+                        }
+                    }
+                }
+                CALL_LOCAL => {
+                    if depth + nframes + 1 >= MAX_CALL_FRAMES {
+                        return Err(VmError::CallDepthExceeded {
+                            insn: cur,
+                            max: MAX_CALL_FRAMES,
+                        });
+                    }
+                    frames[nframes] = Frame {
+                        ret: pc,
+                        saved: [reg[6], reg[7], reg[8], reg[9]],
+                        fp: reg[10],
+                    };
+                    nframes += 1;
+                    reg[10] = frame_top(stack_top, depth + nframes);
+                    pc = pc.wrapping_add(imm as isize as usize);
+                }
+                _ => {
+                    return Err(VmError::Unsupported {
+                        insn: cur,
+                        what: "kfunc call".into(),
+                    })
+                }
+            },
+            EXIT => {
+                if nframes == 0 {
+                    return Ok(reg[0]);
+                }
+                nframes -= 1;
+                let f = frames[nframes];
+                reg[6..10].copy_from_slice(&f.saved);
+                reg[10] = f.fp;
+                pc = f.ret;
+            }
+
+            // ---- loads and stores ----
+            LD_IMM64 => {
+                let Some(next) = insns.get(pc) else {
+                    return Err(VmError::Unsupported {
+                        insn: cur,
+                        what: "truncated ld_imm64".into(),
+                    });
+                };
+                reg[dst] = match insn.src {
+                    PSEUDO_NONE => insn.imm64(*next),
+                    // The function value is the callee's absolute instruction index.
+                    PSEUDO_FUNC => (cur as i64 + 1 + i64::from(imm)) as u64,
+                    other => {
+                        return Err(VmError::Unsupported {
+                            insn: cur,
+                            what: format!("unresolved ld_imm64 pseudo source {other}"),
+                        })
+                    }
+                };
+                pc += 1;
+            }
+            LDX_B => reg[dst] = u64::from(load!(u8, ea(x64))),
+            LDX_H => reg[dst] = u64::from(load!(u16, ea(x64))),
+            LDX_W => reg[dst] = u64::from(load!(u32, ea(x64))),
+            LDX_DW => reg[dst] = load!(u64, ea(x64)),
+            LDSX_B => reg[dst] = load!(u8, ea(x64)) as i8 as i64 as u64,
+            LDSX_H => reg[dst] = load!(u16, ea(x64)) as i16 as i64 as u64,
+            LDSX_W => reg[dst] = load!(u32, ea(x64)) as i32 as i64 as u64,
+            ST_B => store!(u8, ea(a64), imm as u8),
+            ST_H => store!(u16, ea(a64), imm as u16),
+            ST_W => store!(u32, ea(a64), k32),
+            ST_DW => store!(u64, ea(a64), k64),
+            STX_B => store!(u8, ea(a64), x64 as u8),
+            STX_H => store!(u16, ea(a64), x64 as u16),
+            STX_W => store!(u32, ea(a64), x32),
+            STX_DW => store!(u64, ea(a64), x64),
+            ATOMIC_DW => {
+                // SAFETY: see the memory arms above.
+                let cell = unsafe { mem::atomic64(env, cur, ea(a64)) }?;
+                match imm {
+                    AT_ADD => _ = cell.fetch_add(x64, ORDER),
+                    AT_OR => _ = cell.fetch_or(x64, ORDER),
+                    AT_AND => _ = cell.fetch_and(x64, ORDER),
+                    AT_XOR => _ = cell.fetch_xor(x64, ORDER),
+                    AT_FETCH_ADD => reg[src] = cell.fetch_add(x64, ORDER),
+                    AT_FETCH_OR => reg[src] = cell.fetch_or(x64, ORDER),
+                    AT_FETCH_AND => reg[src] = cell.fetch_and(x64, ORDER),
+                    AT_FETCH_XOR => reg[src] = cell.fetch_xor(x64, ORDER),
+                    BPF_XCHG => reg[src] = cell.swap(x64, ORDER),
+                    BPF_CMPXCHG => {
+                        reg[0] = match cell.compare_exchange(reg[0], x64, ORDER, ORDER) {
+                            Ok(old) | Err(old) => old,
+                        }
+                    }
+                    _ => return Err(bad_atomic(cur, imm)),
+                }
+            }
+            ATOMIC_W => {
+                // SAFETY: see the memory arms above.
+                let cell = unsafe { mem::atomic32(env, cur, ea(a64)) }?;
+                match imm {
+                    AT_ADD => _ = cell.fetch_add(x32, ORDER),
+                    AT_OR => _ = cell.fetch_or(x32, ORDER),
+                    AT_AND => _ = cell.fetch_and(x32, ORDER),
+                    AT_XOR => _ = cell.fetch_xor(x32, ORDER),
+                    AT_FETCH_ADD => reg[src] = u64::from(cell.fetch_add(x32, ORDER)),
+                    AT_FETCH_OR => reg[src] = u64::from(cell.fetch_or(x32, ORDER)),
+                    AT_FETCH_AND => reg[src] = u64::from(cell.fetch_and(x32, ORDER)),
+                    AT_FETCH_XOR => reg[src] = u64::from(cell.fetch_xor(x32, ORDER)),
+                    BPF_XCHG => reg[src] = u64::from(cell.swap(x32, ORDER)),
+                    // The 32-bit variant compares the low half of r0 and zero-extends the old
+                    // value into r0.
+                    BPF_CMPXCHG => {
+                        reg[0] = u64::from(
+                            match cell.compare_exchange(reg[0] as u32, x32, ORDER, ORDER) {
+                                Ok(old) | Err(old) => old,
+                            },
+                        )
+                    }
+                    _ => return Err(bad_atomic(cur, imm)),
+                }
+            }
+            op => {
+                return Err(VmError::Unsupported {
+                    insn: cur,
+                    what: format!("opcode {op:#04x}"),
+                })
+            }
+        }
+    }
+}
+
+fn bad_width(insn: usize) -> VmError {
+    VmError::Unsupported {
+        insn,
+        what: "byte swap width".into(),
+    }
+}
+
+fn bad_atomic(insn: usize, imm: i32) -> VmError {
+    VmError::Unsupported {
+        insn,
+        what: format!("atomic operation {imm:#x}"),
+    }
+}

@@ -1,0 +1,231 @@
+//! Interpreter unit tests for what the conformance table cannot reach without real helpers:
+//! callbacks, helper faults and tail-call unwinding. The instruction semantics are covered by
+//! `runtime/tests/conformance.rs`.
+
+use super::*;
+use crate::helpers::Helper;
+use crate::object::spec::ProgramType;
+use crate::vm::asm::assemble;
+
+/// Test helper: bpf_loop-like — calls function `r2` for i in 0..r1 with (i, r3) and sums r0.
+const LOOP: i32 = 0x7fff_0001;
+/// Test helper: raises a fault.
+const FAULT: i32 = 0x7fff_0002;
+/// Test helper: requests a tail call and returns 42.
+const TAIL: i32 = 0x7fff_0003;
+
+unsafe extern "C" fn loop_helper(n: u64, func: u64, ctx: u64, _: u64, _: u64, env: *mut RunEnv) -> u64 {
+    let mut sum = 0u64;
+    for i in 0..n {
+        // SAFETY: `env` is the live environment of the run calling this helper.
+        let cb = unsafe { (*env).callback }.expect("engine sets a callback");
+        // SAFETY: called from a helper of the run that installed the callback.
+        match unsafe { cb(env, func, [i, ctx, 0, 0, 0]) } {
+            Ok(v) => sum = sum.wrapping_add(v),
+            Err(e) => {
+                // SAFETY: as above; no other reference to `*env` is live.
+                unsafe {
+                    (*env).fault = Some(e);
+                    (*env).fault_flag = 1;
+                }
+                return 0;
+            }
+        }
+    }
+    sum
+}
+
+unsafe extern "C" fn fault_helper(_: u64, _: u64, _: u64, _: u64, _: u64, env: *mut RunEnv) -> u64 {
+    // SAFETY: `env` is the live environment of the calling run.
+    unsafe { (*env).raise("test_fault", "refused") };
+    0
+}
+
+unsafe extern "C" fn tail_helper(_: u64, _: u64, _: u64, _: u64, _: u64, env: *mut RunEnv) -> u64 {
+    // SAFETY: `env` is the live environment of the calling run.
+    unsafe { (*env).tail_call_pending = 1 };
+    42
+}
+
+static TEST_HELPERS: [Helper; 3] = [
+    Helper {
+        id: LOOP,
+        name: "test_loop",
+        func: loop_helper,
+    },
+    Helper {
+        id: FAULT,
+        name: "test_fault",
+        func: fault_helper,
+    },
+    Helper {
+        id: TAIL,
+        name: "test_tail",
+        func: tail_helper,
+    },
+];
+
+/// Helpers only the unit tests can call (resolved by the dispatch loop under `cfg(test)`).
+pub(super) fn test_helper(id: i32) -> Option<&'static Helper> {
+    TEST_HELPERS.iter().find(|h| h.id == id)
+}
+
+/// Builds a prepared program without `PreparedProgram::new`'s helper resolution (the test
+/// helpers are not in the global table).
+fn prepare(text: &str) -> PreparedProgram {
+    let insns = assemble(text).expect("assembles");
+    crate::vm::insn::validate(&insns).expect("valid");
+    let mut functions = vec![0];
+    for (pc, i) in insns.iter().enumerate() {
+        let local = i.op == crate::vm::insn::BPF_JMP | crate::vm::insn::BPF_CALL
+            && i.src == crate::vm::insn::CALL_LOCAL;
+        if local || (i.is_ld_imm64() && i.src == crate::vm::insn::PSEUDO_FUNC) {
+            functions.push((pc as i64 + 1 + i.imm as i64) as usize);
+        }
+    }
+    functions.sort_unstable();
+    functions.dedup();
+    PreparedProgram {
+        name: "test".into(),
+        prog_type: ProgramType::Xdp,
+        insns,
+        functions,
+    }
+}
+
+fn run(text: &str) -> Result<u64, VmError> {
+    let prog = prepare(text);
+    let mut env = RunEnv::default();
+    env.begin_run();
+    Interpreter::default().run(&prog, &mut env, 0, 0)
+}
+
+#[test]
+fn callback_runs_in_new_frame_and_sums() {
+    // sum over i in 0..5 of (i * 10 + ctx), ctx = 3 → 100 + 15 = 115
+    let text = format!(
+        "
+        mov64 r6, 77
+        mov64 r1, 5
+        ldfunc r2, cb
+        mov64 r3, 3
+        call {LOOP}
+        jne r6, 77, bad
+        exit
+    bad:
+        mov64 r0, -1
+        exit
+    cb:
+        stxdw [r10-8], r1
+        ldxdw r0, [r10-8]
+        mul64 r0, 10
+        add64 r0, r2
+        mov64 r6, 0
+        exit
+    "
+    );
+    assert_eq!(run(&text), Ok(115));
+}
+
+#[test]
+fn callback_depth_counts_against_frames() {
+    // main calls itself through the loop helper forever; every level adds a frame.
+    let text = format!(
+        "
+    f:
+        mov64 r1, 1
+        ldfunc r2, f
+        mov64 r3, 0
+        call {LOOP}
+        exit
+    "
+    );
+    assert_eq!(
+        run(&text),
+        Err(VmError::CallDepthExceeded {
+            insn: 4,
+            max: MAX_CALL_FRAMES
+        })
+    );
+}
+
+#[test]
+fn callback_env_restored_after_run() {
+    let prog = prepare("mov64 r0, 1\nexit");
+    let mut env = RunEnv::default();
+    env.begin_run();
+    env.checked = false;
+    Interpreter::default().run(&prog, &mut env, 0, 0).unwrap();
+    assert!(env.callback.is_none());
+    assert!(env.callback_data.is_null());
+    assert!(!env.checked);
+}
+
+#[test]
+fn helper_fault_names_call_insn() {
+    let text = format!("mov64 r0, 0\ncall {FAULT}\nexit");
+    assert_eq!(
+        run(&text),
+        Err(VmError::HelperFault {
+            insn: 1,
+            helper: "test_fault",
+            reason: "refused".into()
+        })
+    );
+}
+
+#[test]
+fn tail_call_unwinds_all_frames() {
+    let text = format!(
+        "
+        call sub
+        mov64 r0, 1
+        exit
+    sub:
+        call {TAIL}
+        mov64 r0, 2
+        exit
+    "
+    );
+    assert_eq!(run(&text), Ok(42));
+}
+
+#[test]
+fn unknown_helper_at_runtime() {
+    assert_eq!(
+        run("call 0x7ffffff0\nexit"),
+        Err(VmError::UnknownHelper {
+            insn: 0,
+            id: 0x7fff_fff0
+        })
+    );
+}
+
+#[test]
+fn unresolved_map_load_is_unsupported() {
+    let insns = vec![
+        Insn::new(BPF_LD | BPF_IMM | BPF_DW, 1, PSEUDO_MAP_FD, 0, 3),
+        Insn::new(0, 0, 0, 0, 0),
+        Insn::new(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+    ];
+    let prog = PreparedProgram::new("t", ProgramType::Xdp, insns).unwrap();
+    let mut env = RunEnv::default();
+    env.begin_run();
+    assert!(matches!(
+        Interpreter::default().run(&prog, &mut env, 0, 0),
+        Err(VmError::Unsupported { insn: 0, .. })
+    ));
+}
+
+#[test]
+fn stack_region_added_once() {
+    let prog = prepare("mov64 r0, 0\nexit");
+    let mut env = RunEnv::default();
+    env.begin_run();
+    let mut vm = Interpreter::default();
+    vm.run(&prog, &mut env, 0, 0).unwrap();
+    vm.run(&prog, &mut env, 0, 0).unwrap();
+    assert_eq!(env.memory.regions().len(), 1);
+}
+
+use crate::vm::insn::{Insn, BPF_DW, BPF_EXIT, BPF_IMM, BPF_JMP, BPF_LD, PSEUDO_MAP_FD};

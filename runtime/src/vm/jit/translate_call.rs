@@ -1,0 +1,120 @@
+//! CALL: helpers (indirect call through the helper table's function pointer) and bpf-to-bpf
+//! calls (direct call of the callee's native function, one frame lower).
+//!
+//! After either kind of call the code checks `env.fault_flag` / `env.tail_call_pending` and
+//! returns at once when one is set (see the module doc of `jit`).
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, MemFlags};
+
+use super::rt;
+use super::translator::Translator;
+use super::JitError;
+use crate::helpers;
+use crate::vm::insn::{Insn, CALL_HELPER, CALL_LOCAL, STACK_SIZE};
+
+/// Helpers that may call back into the program (`for_each_map_elem`, `timer_set_callback`,
+/// `find_vma`, `loop`, `user_ringbuf_drain`): the caller's frame is published before them so
+/// the callback gets the frame below it.
+const CALLBACK_HELPERS: [i32; 5] = [164, 170, 180, 181, 209];
+
+impl Translator<'_> {
+    /// Translates a call instruction.
+    pub(super) fn translate_call(&mut self, pc: usize, insn: Insn) -> Result<(), JitError> {
+        match insn.src {
+            CALL_HELPER => self.call_helper(pc, insn.imm),
+            CALL_LOCAL => self.call_local(pc, insn.imm),
+            _ => Err(self.unsupported(pc, "a kfunc call")),
+        }
+    }
+
+    fn args(&mut self) -> Vec<cranelift_codegen::ir::Value> {
+        let mut args: Vec<_> = (1..=5).map(|r| self.reg(r)).collect();
+        args.push(self.env);
+        args
+    }
+
+    fn call_helper(&mut self, pc: usize, id: i32) -> Result<(), JitError> {
+        let helper =
+            helpers::get(id).ok_or_else(|| self.unsupported(pc, format!("unknown helper {id}")))?;
+        if CALLBACK_HELPERS.contains(&id) {
+            let flags = MemFlags::trusted();
+            let state =
+                self.builder
+                    .ins()
+                    .load(self.unit.ptr, flags, self.env, rt::CALLBACK_DATA_OFFSET);
+            self.builder
+                .ins()
+                .store(flags, self.fp, state, rt::CB_SP_OFFSET);
+            let insn = self.builder.ins().iconst(types::I64, pc as i64);
+            self.builder
+                .ins()
+                .store(flags, insn, state, rt::CB_INSN_OFFSET);
+        }
+        let args = self.args();
+        let call = self.call_rt(self.sigs.helper, helper.func as usize, &args);
+        let r0 = self.builder.inst_results(call)[0];
+        self.set_reg(0, r0);
+
+        let pending = self.unwind_pending();
+        let (env, fault_sig) = (self.env, self.sigs.fault);
+        self.branch_cold_with(pending, |t| {
+            let insn = t.builder.ins().iconst(types::I64, pc as i64);
+            t.call_rt(
+                fault_sig,
+                rt::helper_exit as *const () as usize,
+                &[env, insn],
+            );
+            let zero = t.builder.ins().iconst(types::I64, 0);
+            t.builder.ins().return_(&[zero]);
+        });
+        Ok(())
+    }
+
+    fn call_local(&mut self, pc: usize, imm: i32) -> Result<(), JitError> {
+        let entry = pc as i64 + 1 + i64::from(imm);
+        let callee = usize::try_from(entry)
+            .ok()
+            .and_then(|e| self.unit.prog.functions.binary_search(&e).ok())
+            .ok_or_else(|| self.unsupported(pc, format!("a call to {entry}, not a function")))?;
+        let frame = STACK_SIZE as i64;
+        let callee_fp = self.builder.ins().iadd_imm(self.fp, -frame);
+        if self.unit.guarded {
+            // The callee's frame [fp - 1024, fp - 512) must lie inside the stack buffer.
+            let flags = MemFlags::trusted();
+            let state =
+                self.builder
+                    .ins()
+                    .load(self.unit.ptr, flags, self.env, rt::CALLBACK_DATA_OFFSET);
+            let lo = self
+                .builder
+                .ins()
+                .load(types::I64, flags, state, rt::STACK_LO_OFFSET);
+            let bottom = self.builder.ins().iadd_imm(callee_fp, -frame);
+            let too_deep = self.builder.ins().icmp(IntCC::UnsignedLessThan, bottom, lo);
+            let (env, fault_sig) = (self.env, self.sigs.fault);
+            self.branch_cold_with(too_deep, |t| {
+                let insn = t.builder.ins().iconst(types::I64, pc as i64);
+                t.call_rt(
+                    fault_sig,
+                    rt::depth_fault as *const () as usize,
+                    &[env, insn],
+                );
+                let zero = t.builder.ins().iconst(types::I64, 0);
+                t.builder.ins().return_(&[zero]);
+            });
+        }
+        let mut args = self.args();
+        args.push(callee_fp);
+        let call = self.builder.ins().call(self.callees[callee], &args);
+        let r0 = self.builder.inst_results(call)[0];
+        self.set_reg(0, r0);
+
+        // The callee already attributed any fault; just keep unwinding.
+        let pending = self.unwind_pending();
+        self.branch_cold_with(pending, |t| {
+            t.builder.ins().return_(&[r0]);
+        });
+        Ok(())
+    }
+}
