@@ -177,7 +177,12 @@ int xdp_parse(struct xdp_md *ctx)
 	}
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6:
-		count(SLOT_ICMP);
+		/* ICMP only over IPv4, ICMPv6 only over IPv6. */
+		if ((l4 == IPPROTO_ICMP) == (iph != NULL)) {
+			count(SLOT_ICMP);
+			return XDP_PASS;
+		}
+		count(SLOT_OTHER_L4);
 		return XDP_PASS;
 	default:
 		count(SLOT_OTHER_L4);

@@ -395,6 +395,23 @@ fn oracle_parser_reflects_and_counts() {
     );
     assert_eq!(o.test_run("xdp_parse", &arp(), 1).unwrap().retval, XDP_PASS);
 
+    // Two VLAN tags, then IPv6 UDP to port 7: reflected with addresses and ports swapped.
+    let mut v6 = echo[..12].to_vec();
+    v6.extend_from_slice(&[0x88, 0xa8, 0x00, 0x64, 0x81, 0x00, 0x00, 0x0a, 0x86, 0xdd]);
+    let mut ip6 = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
+    ip6.extend((0u8..16).map(|i| 0x20 + i)); // saddr
+    ip6.extend((0u8..16).map(|i| 0x40 + i)); // daddr
+    v6.extend_from_slice(&ip6);
+    v6.extend_from_slice(&[0x15, 0xb3, 0x00, 0x07, 0x00, 0x08, 0x00, 0x00]);
+    let r = o.test_run("xdp_parse", &v6, 1).unwrap();
+    assert_eq!(r.retval, XDP_TX);
+    let ip6_at = 14 + 8;
+    assert_eq!(
+        &r.data[ip6_at + 8..ip6_at + 24],
+        &v6[ip6_at + 24..ip6_at + 40]
+    );
+    assert_eq!(&r.data[ip6_at + 40..ip6_at + 44], &[0x00, 0x07, 0x15, 0xb3]);
+
     // Per-CPU values: one 8-byte slot per possible CPU; the sum is what was counted.
     let dump = o.map_dump("proto_count").unwrap();
     assert_eq!(dump.len(), 9);
@@ -406,7 +423,9 @@ fn oracle_parser_reflects_and_counts() {
     };
     assert_eq!(total(1), 3, "ipv4");
     assert_eq!(total(3), 2, "tcp");
-    assert_eq!(total(4), 1, "udp");
+    assert_eq!(total(2), 1, "ipv6");
+    assert_eq!(total(4), 2, "udp");
+    assert_eq!(total(7), 2, "vlan tags");
     assert_eq!(total(0), 1, "other l2");
 }
 

@@ -15,7 +15,8 @@ use userxdp_runtime::vm::insn::{DecodeError, Insn, PSEUDO_FUNC};
 fn compile(name: &str) -> Option<Vec<u8>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/{name}.c"));
     // Tests run in parallel and compile the same sources: one output file per thread.
-    let thread = format!("{:?}", std::thread::current().id()).replace(|c: char| !c.is_alphanumeric(), "");
+    let thread =
+        format!("{:?}", std::thread::current().id()).replace(|c: char| !c.is_alphanumeric(), "");
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{thread}.o"));
     let status = Command::new("clang")
         .args(["-target", "bpf", "-O2", "-g", "-mcpu=v3"])
@@ -40,7 +41,8 @@ fn sections(b: &[u8]) -> Vec<(String, usize, usize)> {
     let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
     let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as usize;
     let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap()) as usize;
-    let (shoff, shentsize, shnum, shstrndx) = (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+    let (shoff, shentsize, shnum, shstrndx) =
+        (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
     let hdr = |i: usize| shoff + i * shentsize;
     let stroff = u64_at(hdr(shstrndx) + 0x18);
     (0..shnum)
@@ -79,7 +81,12 @@ fn refs(spec: &ObjectSpec, p: &ProgramSpec) -> Vec<(String, MapRefKind)> {
     p.map_relocs
         .iter()
         .map(|r| {
-            assert!(p.insns[r.insn].is_ld_imm64(), "{}: reloc on {:?}", p.name, r);
+            assert!(
+                p.insns[r.insn].is_ld_imm64(),
+                "{}: reloc on {:?}",
+                p.name,
+                r
+            );
             (spec.maps[r.map].name.clone(), r.kind)
         })
         .collect()
@@ -109,27 +116,57 @@ fn entry(p: &ProgramSpec, name: &str) -> usize {
 
 #[test]
 fn btf_maps_and_global_data() {
-    let Some(bytes) = compile("obj_maps") else { return };
+    let Some(bytes) = compile("obj_maps") else {
+        return;
+    };
     let spec = object::parse(&bytes).unwrap();
     assert_eq!(spec.license, "GPL");
     let hash = spec.map("hash_map").unwrap();
     assert_eq!(
-        (hash.map_type, hash.key_size, hash.value_size, hash.max_entries, hash.flags),
+        (
+            hash.map_type,
+            hash.key_size,
+            hash.value_size,
+            hash.max_entries,
+            hash.flags
+        ),
         (1, 8, 24, 1024, 1)
     );
     assert_eq!(hash.pinning, Pinning::ByName);
     assert!(hash.btf_key_type_id != 0 && hash.btf_value_type_id != 0);
     let arr = spec.map("array_map").unwrap();
-    assert_eq!((arr.map_type, arr.key_size, arr.value_size, arr.max_entries), (2, 4, 8, 16));
+    assert_eq!(
+        (arr.map_type, arr.key_size, arr.value_size, arr.max_entries),
+        (2, 4, 8, 16)
+    );
     assert_eq!(arr.pinning, Pinning::None);
     let outer = spec.map("outer_map").unwrap();
-    assert_eq!((outer.map_type, outer.key_size, outer.value_size, outer.max_entries), (12, 4, 4, 8));
+    assert_eq!(
+        (
+            outer.map_type,
+            outer.key_size,
+            outer.value_size,
+            outer.max_entries
+        ),
+        (12, 4, 4, 8)
+    );
     let inner = outer.inner.as_deref().expect("inner template");
-    assert_eq!((inner.map_type, inner.key_size, inner.value_size, inner.max_entries), (2, 4, 4, 4));
+    assert_eq!(
+        (
+            inner.map_type,
+            inner.key_size,
+            inner.value_size,
+            inner.max_entries
+        ),
+        (2, 4, 4, 4)
+    );
     assert_eq!(inner.name, "outer_map.inner");
 
     let ro = spec.map(".rodata").unwrap();
-    assert_eq!((ro.map_type, ro.key_size, ro.value_size, ro.max_entries), (2, 4, 16, 1));
+    assert_eq!(
+        (ro.map_type, ro.key_size, ro.value_size, ro.max_entries),
+        (2, 4, 16, 1)
+    );
     assert_eq!(ro.flags, (1 << 7) | (1 << 10));
     assert!(ro.global_data);
     let ro_data = ro.data.as_ref().unwrap();
@@ -140,7 +177,10 @@ fn btf_maps_and_global_data() {
     assert!(data.btf_value_type_id != 0);
 
     let p = prog(&spec, "use_maps");
-    assert_eq!((p.prog_type, p.attach, p.xdp_frags), (ProgramType::Xdp, AttachPoint::Any, false));
+    assert_eq!(
+        (p.prog_type, p.attach, p.xdp_frags),
+        (ProgramType::Xdp, AttachPoint::Any, false)
+    );
     let r = refs(&spec, p);
     for m in ["hash_map", "array_map", "outer_map"] {
         assert!(r.contains(&(m.to_string(), MapRefKind::Map)), "{m}: {r:?}");
@@ -157,14 +197,26 @@ fn btf_maps_and_global_data() {
     ro_offsets.sort();
     ro_offsets.dedup();
     let vals: Vec<u8> = ro_offsets.iter().map(|&o| ro_data[o as usize]).collect();
-    assert_eq!(vals.iter().copied().collect::<std::collections::BTreeSet<_>>(), [7, 9].into());
+    assert_eq!(
+        vals.iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        [7, 9].into()
+    );
     for sec in [".data", ".bss"] {
-        let mut offs: Vec<_> = r.iter().filter(|(n, _)| n == sec).map(|(_, k)| *k).collect();
+        let mut offs: Vec<_> = r
+            .iter()
+            .filter(|(n, _)| n == sec)
+            .map(|(_, k)| *k)
+            .collect();
         offs.sort_by_key(|k| format!("{k:?}"));
         offs.dedup();
         assert_eq!(
             offs,
-            vec![MapRefKind::Value { offset: 0 }, MapRefKind::Value { offset: 8 }],
+            vec![
+                MapRefKind::Value { offset: 0 },
+                MapRefKind::Value { offset: 8 }
+            ],
             "{sec}"
         );
     }
@@ -172,12 +224,20 @@ fn btf_maps_and_global_data() {
 
 #[test]
 fn legacy_maps_20_bytes() {
-    let Some(bytes) = compile("obj_legacy20") else { return };
+    let Some(bytes) = compile("obj_legacy20") else {
+        return;
+    };
     let spec = object::parse(&bytes).unwrap();
     let a = spec.map("legacy_a").unwrap();
-    assert_eq!((a.map_type, a.key_size, a.value_size, a.max_entries, a.flags), (2, 4, 8, 4, 0));
+    assert_eq!(
+        (a.map_type, a.key_size, a.value_size, a.max_entries, a.flags),
+        (2, 4, 8, 4, 0)
+    );
     let b = spec.map("legacy_b").unwrap();
-    assert_eq!((b.map_type, b.key_size, b.value_size, b.max_entries, b.flags), (1, 8, 16, 100, 1));
+    assert_eq!(
+        (b.map_type, b.key_size, b.value_size, b.max_entries, b.flags),
+        (1, 8, 16, 100, 1)
+    );
     let r = refs(&spec, prog(&spec, "legacy"));
     assert!(r.contains(&("legacy_a".into(), MapRefKind::Map)));
     assert!(r.contains(&("legacy_b".into(), MapRefKind::Map)));
@@ -185,22 +245,33 @@ fn legacy_maps_20_bytes() {
 
 #[test]
 fn legacy_maps_28_bytes_with_inner() {
-    let Some(bytes) = compile("obj_legacy28") else { return };
+    let Some(bytes) = compile("obj_legacy28") else {
+        return;
+    };
     let spec = object::parse(&bytes).unwrap();
     let outer = spec.map("outer").unwrap();
     assert_eq!(outer.map_type, 12);
     let inner = outer.inner.as_deref().unwrap();
-    assert_eq!((inner.name.as_str(), inner.map_type, inner.value_size), ("inner_tmpl", 2, 4));
+    assert_eq!(
+        (inner.name.as_str(), inner.map_type, inner.value_size),
+        ("inner_tmpl", 2, 4)
+    );
     let r = refs(&spec, prog(&spec, "legacy28"));
     assert_eq!(r, vec![("outer".to_string(), MapRefKind::Map)]);
 }
 
 #[test]
 fn programs_subprograms_and_section_names() {
-    let Some(bytes) = compile("obj_calls") else { return };
+    let Some(bytes) = compile("obj_calls") else {
+        return;
+    };
     let spec = object::parse(&bytes).unwrap();
     assert_eq!(spec.license, "Dual BSD/GPL");
-    let names: Vec<_> = spec.programs.iter().map(|p| (p.section.as_str(), p.name.as_str())).collect();
+    let names: Vec<_> = spec
+        .programs
+        .iter()
+        .map(|p| (p.section.as_str(), p.name.as_str()))
+        .collect();
     assert_eq!(&names[..2], &[("xdp", "first"), ("xdp", "second")]);
 
     // first -> middle (global, relocated call) -> leaf (static, unrelocated call).
@@ -212,18 +283,32 @@ fn programs_subprograms_and_section_names() {
     assert_eq!(t.len(), 2, "{t:?}");
     assert_eq!(t[0].1, middle);
     assert_eq!(t[1].1, leaf);
-    assert!(t[1].0 > middle && t[1].0 < leaf, "nested call sits in middle");
+    assert!(
+        t[1].0 > middle && t[1].0 < leaf,
+        "nested call sits in middle"
+    );
     // Map references of the appended code travel with it.
-    let r: Vec<_> = first.map_relocs.iter().map(|r| (spec.maps[r.map].name.as_str(), r.insn)).collect();
+    let r: Vec<_> = first
+        .map_relocs
+        .iter()
+        .map(|r| (spec.maps[r.map].name.as_str(), r.insn))
+        .collect();
     assert!(r.iter().any(|&(n, i)| n == "counter" && i > leaf), "{r:?}");
-    assert!(r.iter().any(|&(n, i)| n == ".bss" && i > middle && i < leaf), "{r:?}");
+    assert!(
+        r.iter()
+            .any(|&(n, i)| n == ".bss" && i > middle && i < leaf),
+        "{r:?}"
+    );
     refs(&spec, first);
 
     // second -> leaf directly, and loop_cb as a bpf_loop callback.
     let second = prog(&spec, "second");
     let subs: Vec<_> = second.subprograms.iter().map(|s| s.1.as_str()).collect();
     assert_eq!(subs.len(), 2);
-    assert!(subs.contains(&"leaf") && subs.contains(&"loop_cb"), "{subs:?}");
+    assert!(
+        subs.contains(&"leaf") && subs.contains(&"loop_cb"),
+        "{subs:?}"
+    );
     let targets: Vec<_> = local_targets(second).into_iter().map(|t| t.1).collect();
     assert!(targets.contains(&entry(second, "leaf")));
     assert!(targets.contains(&entry(second, "loop_cb")));
@@ -244,14 +329,38 @@ fn programs_subprograms_and_section_names() {
         (p.prog_type, p.attach, p.xdp_frags)
     };
     assert_eq!(kinds("frags"), (ProgramType::Xdp, AttachPoint::Any, true));
-    assert_eq!(kinds("devmap"), (ProgramType::Xdp, AttachPoint::XdpDevmap, false));
-    assert_eq!(kinds("cpumap"), (ProgramType::Xdp, AttachPoint::XdpCpumap, true));
-    assert_eq!(kinds("egress"), (ProgramType::SchedCls, AttachPoint::TcEgress, false));
-    assert_eq!(kinds("cls"), (ProgramType::SchedCls, AttachPoint::TcIngress, false));
-    assert_eq!(kinds("tc_any"), (ProgramType::SchedCls, AttachPoint::TcIngress, false));
-    assert_eq!(kinds("act"), (ProgramType::SchedAct, AttachPoint::Any, false));
-    assert_eq!(kinds("sock"), (ProgramType::SocketFilter, AttachPoint::Any, false));
-    assert_eq!(kinds("weird"), (ProgramType::Other(0), AttachPoint::Any, false));
+    assert_eq!(
+        kinds("devmap"),
+        (ProgramType::Xdp, AttachPoint::XdpDevmap, false)
+    );
+    assert_eq!(
+        kinds("cpumap"),
+        (ProgramType::Xdp, AttachPoint::XdpCpumap, true)
+    );
+    assert_eq!(
+        kinds("egress"),
+        (ProgramType::SchedCls, AttachPoint::TcEgress, false)
+    );
+    assert_eq!(
+        kinds("cls"),
+        (ProgramType::SchedCls, AttachPoint::TcIngress, false)
+    );
+    assert_eq!(
+        kinds("tc_any"),
+        (ProgramType::SchedCls, AttachPoint::TcIngress, false)
+    );
+    assert_eq!(
+        kinds("act"),
+        (ProgramType::SchedAct, AttachPoint::Any, false)
+    );
+    assert_eq!(
+        kinds("sock"),
+        (ProgramType::SocketFilter, AttachPoint::Any, false)
+    );
+    assert_eq!(
+        kinds("weird"),
+        (ProgramType::Other(0), AttachPoint::Any, false)
+    );
     assert_eq!(spec.program("tc/egress").unwrap().name, "egress");
 
     let forced = object::parse_with(
@@ -261,8 +370,11 @@ fn programs_subprograms_and_section_names() {
         },
     )
     .unwrap();
-    assert!(forced.programs.iter().all(|p| p.prog_type == ProgramType::SchedCls));
-    assert_eq!(forced.program("frags").unwrap().xdp_frags, true);
+    assert!(forced
+        .programs
+        .iter()
+        .all(|p| p.prog_type == ProgramType::SchedCls));
+    assert!(forced.program("frags").unwrap().xdp_frags);
 
     // A misaligned copy parses the same.
     let mut shifted = vec![0u8];
@@ -274,7 +386,10 @@ fn programs_subprograms_and_section_names() {
 fn xdp_tools_objects() {
     let dir = Path::new("/usr/lib/x86_64-linux-gnu/bpf");
     let Ok(entries) = std::fs::read_dir(dir) else {
-        eprintln!("skipping: {} not present (xdp-tools not installed)", dir.display());
+        eprintln!(
+            "skipping: {} not present (xdp-tools not installed)",
+            dir.display()
+        );
         return;
     };
     let mut paths: Vec<_> = entries
@@ -287,10 +402,28 @@ fn xdp_tools_objects() {
         let progs: Vec<_> = spec
             .programs
             .iter()
-            .map(|p| format!("{}:{}({:?}, {} insns, {} subprogs)", p.section, p.name, p.prog_type, p.insns.len(), p.subprograms.len()))
+            .map(|p| {
+                format!(
+                    "{}:{}({:?}, {} insns, {} subprogs)",
+                    p.section,
+                    p.name,
+                    p.prog_type,
+                    p.insns.len(),
+                    p.subprograms.len()
+                )
+            })
             .collect();
-        let maps: Vec<_> = spec.maps.iter().map(|m| format!("{}(type {})", m.name, m.map_type)).collect();
-        println!("{}: {} | maps: {}", path.file_name().unwrap().to_string_lossy(), progs.join(", "), maps.join(", "));
+        let maps: Vec<_> = spec
+            .maps
+            .iter()
+            .map(|m| format!("{}(type {})", m.name, m.map_type))
+            .collect();
+        println!(
+            "{}: {} | maps: {}",
+            path.file_name().unwrap().to_string_lossy(),
+            progs.join(", "),
+            maps.join(", ")
+        );
     }
 }
 
@@ -344,23 +477,42 @@ fn expect_err(bytes: &[u8]) -> ObjectError {
 
 #[test]
 fn malformed_truncated_and_wrong_machine() {
-    let Some(bytes) = compile("obj_calls") else { return };
+    let Some(bytes) = compile("obj_calls") else {
+        return;
+    };
     let e = expect_err(&bytes[..bytes.len() / 2]);
     assert!(matches!(e, ObjectError::Truncated { .. }), "{e:?}");
     assert!(e.to_string().contains("section header table"), "{e}");
     let e = expect_err(&bytes[..10]);
     assert!(matches!(e, ObjectError::NotElf { .. }), "{e:?}");
 
+    // A section whose data runs past the end of the file.
+    let index = sections(&bytes).iter().position(|s| s.0 == "xdp").unwrap();
+    let shoff = u64::from_le_bytes(bytes[0x28..0x30].try_into().unwrap()) as usize;
+    let size_at = shoff + index * 64 + 0x20;
+    let mut b = bytes.clone();
+    b[size_at..size_at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let e = expect_err(&b);
+    assert!(
+        matches!(&e, ObjectError::Truncated { section } if section == "xdp"),
+        "{e:?}"
+    );
+
     let mut b = bytes.clone();
     b[18..20].copy_from_slice(&62u16.to_le_bytes());
     let e = expect_err(&b);
-    assert!(matches!(e, ObjectError::WrongMachine { machine: 62, .. }), "{e:?}");
+    assert!(
+        matches!(e, ObjectError::WrongMachine { machine: 62, .. }),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("e_machine 62"), "{e}");
 }
 
 #[test]
 fn malformed_relocations() {
-    let Some(bytes) = compile("obj_calls") else { return };
+    let Some(bytes) = compile("obj_calls") else {
+        return;
+    };
     let (rel, _) = section(&bytes, ".relxdp");
     // Entry 0 is the call to `middle` at byte 8 of section xdp.
     let patch = |offset: Option<u64>, info: Option<u64>| {
@@ -378,7 +530,11 @@ fn malformed_relocations() {
         matches!(&e, ObjectError::BadRelocation { section, offset: 0x10000, symbol, .. } if section == "xdp" && symbol == "middle"),
         "{e:?}"
     );
-    assert!(e.to_string().contains("section xdp, byte offset 65536, symbol middle"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("section xdp, byte offset 65536, symbol middle"),
+        "{e}"
+    );
 
     let e = patch(None, Some((9999u64 << 32) | 10));
     assert!(
@@ -389,13 +545,18 @@ fn malformed_relocations() {
 
     // Byte 0 of `first` is a load, not an ld_imm64 or call.
     let e = patch(Some(0), None);
-    assert!(matches!(&e, ObjectError::BadRelocation { offset: 0, .. }), "{e:?}");
+    assert!(
+        matches!(&e, ObjectError::BadRelocation { offset: 0, .. }),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("opcode 0x61"), "{e}");
 }
 
 #[test]
 fn malformed_unknown_map_type() {
-    let Some(bytes) = compile("obj_legacy20") else { return };
+    let Some(bytes) = compile("obj_legacy20") else {
+        return;
+    };
     let (maps, _) = section(&bytes, "maps");
     let mut b = bytes.clone();
     // legacy_a is the first definition; its type is the first word.
@@ -407,10 +568,22 @@ fn malformed_unknown_map_type() {
     );
     assert_eq!(e.to_string(), "map legacy_a: unknown map type 99");
 
-    // A section size that does not divide by the number of map symbols.
-    let Some(bytes) = compile("obj_maps") else { return };
-    let (ro, _) = section(&bytes, ".rodata");
-    let _ = ro;
+    // A section size that does not divide by the number of map symbols: patch sh_size.
+    let index = sections(&bytes).iter().position(|s| s.0 == "maps").unwrap();
+    let shoff = u64::from_le_bytes(bytes[0x28..0x30].try_into().unwrap()) as usize;
+    let size_at = shoff + index * 64 + 0x20;
+    let mut b = bytes.clone();
+    b[size_at..size_at + 8].copy_from_slice(&39u64.to_le_bytes());
+    let e = expect_err(&b);
+    assert!(
+        matches!(&e, ObjectError::BadSection { section, .. } if section == "maps"),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("size 39 is not a multiple of its 2 map symbols"),
+        "{e}"
+    );
 }
 
 /// Patches the instruction at `slot` of section `sec` and expects an error.
@@ -429,7 +602,9 @@ fn patch_insn(bytes: &[u8], sec: &str, f: impl Fn(usize, &mut Insn) -> bool) -> 
 
 #[test]
 fn malformed_instructions() {
-    let Some(bytes) = compile("obj_calls") else { return };
+    let Some(bytes) = compile("obj_calls") else {
+        return;
+    };
     // Unknown opcode at insn 0 of `first`.
     let e = patch_insn(&bytes, "xdp", |slot, i| {
         i.op = 0xff;
@@ -439,7 +614,10 @@ fn malformed_instructions() {
         matches!(&e, ObjectError::Instruction { section, symbol, insn: 0, source: DecodeError::UnknownOpcode { .. } } if section == "xdp" && symbol == "first"),
         "{e:?}"
     );
-    assert!(e.to_string().contains("section xdp, symbol first, insn 0"), "{e}");
+    assert!(
+        e.to_string().contains("section xdp, symbol first, insn 0"),
+        "{e}"
+    );
 
     // Unknown helper: the bpf_loop call of `second` becomes call 99999.
     let helper_slot = |i: &Insn| i.op == 0x85 && i.src == 0;
@@ -448,9 +626,24 @@ fn malformed_instructions() {
         i.imm = 99999;
         hit
     });
-    let ObjectError::UnknownHelper { section, symbol, insn, id } = &e else { panic!("{e:?}") };
-    assert_eq!((section.as_str(), symbol.as_str(), *id), ("xdp", "second", 99999));
-    assert!(e.to_string().contains(&format!("insn {insn}: call to unknown helper 99999")), "{e}");
+    let ObjectError::UnknownHelper {
+        section,
+        symbol,
+        insn,
+        id,
+    } = &e
+    else {
+        panic!("{e:?}")
+    };
+    assert_eq!(
+        (section.as_str(), symbol.as_str(), *id),
+        ("xdp", "second", 99999)
+    );
+    assert!(
+        e.to_string()
+            .contains(&format!("insn {insn}: call to unknown helper 99999")),
+        "{e}"
+    );
 
     // Missing function: that call becomes a local call far outside the section.
     let e = patch_insn(&bytes, "xdp", |_, i| {
@@ -474,4 +667,30 @@ fn malformed_instructions() {
         matches!(&e, ObjectError::Instruction { section, symbol, source: DecodeError::JumpOutOfRange { .. }, .. } if section == ".text" && symbol == "leaf"),
         "{e:?}"
     );
+}
+
+/// Every object of the `programs/` crate parses.
+#[test]
+fn project_programs() {
+    for name in userxdp_programs::NAMES {
+        let Some(bytes) = userxdp_programs::bytes(name) else {
+            panic!("{name}.o missing");
+        };
+        let spec = object::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e} ({e:?})"));
+        let progs: Vec<_> = spec
+            .programs
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}:{}({} insns, {} subprogs)",
+                    p.section,
+                    p.name,
+                    p.insns.len(),
+                    p.subprograms.len()
+                )
+            })
+            .collect();
+        let maps: Vec<_> = spec.maps.iter().map(|m| m.name.as_str()).collect();
+        println!("{name}: {} | maps: {}", progs.join(", "), maps.join(", "));
+    }
 }

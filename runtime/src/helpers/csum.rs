@@ -41,13 +41,16 @@ pub(super) unsafe extern "C" fn csum_diff(from: u64, from_size: u64, to: u64, to
         return 0;
     }
     let mut diff = [0u8; 512];
-    // SAFETY: ranges checked above (checked runs) or proven by the verifier.
-    let (f, t) = unsafe {
-        (
-            std::slice::from_raw_parts(from as *const u8, from_size),
-            std::slice::from_raw_parts(to as *const u8, to_size),
-        )
+    // A zero size may come with a NULL pointer (the kernel ABI allows it): no slice then.
+    let bytes = |addr: u64, len: usize| -> &[u8] {
+        if len == 0 {
+            &[]
+        } else {
+            // SAFETY: range checked above (checked runs) or proven by the verifier.
+            unsafe { std::slice::from_raw_parts(addr as *const u8, len) }
+        }
     };
+    let (f, t) = (bytes(from, from_size), bytes(to, to_size));
     for (d, s) in diff.iter_mut().zip(f) {
         *d = !s;
     }

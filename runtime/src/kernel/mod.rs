@@ -97,7 +97,8 @@ pub enum KernelError {
 pub struct TestRunResult {
     /// The program's return value (32 bits, as the kernel reports it).
     pub retval: u32,
-    /// Packet bytes after the run.
+    /// Packet bytes after the run. For XDP this is `data_meta..data_end`: metadata the program
+    /// reserved with `bpf_xdp_adjust_meta` comes first, as the kernel copies it out.
     pub data: Vec<u8>,
     /// Mean duration per repetition in nanoseconds, as the kernel measured it.
     pub duration_ns: u32,

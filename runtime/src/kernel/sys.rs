@@ -67,50 +67,58 @@ pub(crate) fn prog_load(
         .take(15)
         .collect();
     let cname = CString::new(short).unwrap_or_default();
-    let license = c"GPL";
 
-    for log_level in [0u32, 1] {
-        // SAFETY: bpf_prog_load_opts is a plain C struct for which all-zero is the documented
-        // "no options" value; `sz` is set as libbpf's OPTS_VALID requires.
-        let mut opts: libbpf_sys::bpf_prog_load_opts = unsafe { std::mem::zeroed() };
-        opts.sz = std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as _;
-        if log_level > 0 {
-            log.clear();
-            log.resize(super::LOG_BUF_SIZE, 0);
-            opts.log_level = log_level;
-            opts.log_size = log.len() as u32;
-            opts.log_buf = log.as_mut_ptr().cast();
-        }
-        // SAFETY: every pointer is valid for the duration of the call: `kinsns` holds
-        // `kinsns.len()` instructions, the strings are NUL-terminated, `log` (when passed)
-        // is `log_size` writable bytes; the kernel copies what it needs before returning.
-        let fd = unsafe {
-            libbpf_sys::bpf_prog_load(
-                prog_type,
-                cname.as_ptr(),
-                license.as_ptr(),
-                kinsns.as_ptr(),
-                kinsns.len() as _,
-                &mut opts,
-            )
-        };
-        if fd >= 0 {
-            // SAFETY: a non-negative return is a fresh file descriptor that nobody else owns.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-        let err = errno_of(fd);
-        if log_level > 0 {
-            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            log.truncate(end);
-            return Err(err);
-        }
-        // Without permission there is no log to get.
-        if err.raw_os_error() == Some(libc::EPERM) {
-            log.clear();
-            return Err(err);
-        }
+    log.clear();
+    let err = match load_once(prog_type, &cname, &kinsns, None) {
+        Ok(fd) => return Ok(fd),
+        Err(e) => e,
+    };
+    // Without permission there is no log to get.
+    if err.raw_os_error() == Some(libc::EPERM) {
+        return Err(err);
     }
-    unreachable!("the loop returns on its second iteration")
+    log.resize(super::LOG_BUF_SIZE, 0);
+    let result = load_once(prog_type, &cname, &kinsns, Some(log));
+    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+    log.truncate(end);
+    result
+}
+
+/// One `BPF_PROG_LOAD`; with `log`, at log level 1 into that buffer.
+fn load_once(
+    prog_type: u32,
+    name: &CString,
+    kinsns: &[libbpf_sys::bpf_insn],
+    log: Option<&mut Vec<u8>>,
+) -> Result<OwnedFd, io::Error> {
+    // SAFETY: bpf_prog_load_opts is a plain C struct for which all-zero is the documented
+    // "no options" value; `sz` is set as libbpf's OPTS_VALID requires.
+    let mut opts: libbpf_sys::bpf_prog_load_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as _;
+    if let Some(log) = log {
+        opts.log_level = 1;
+        opts.log_size = u32::try_from(log.len()).unwrap_or(u32::MAX);
+        opts.log_buf = log.as_mut_ptr().cast();
+    }
+    // SAFETY: every pointer is valid for the duration of the call: `kinsns` holds
+    // `kinsns.len()` instructions, the strings are NUL-terminated, the log buffer (when
+    // passed) has at least `log_size` writable bytes; the kernel copies what it needs before
+    // returning.
+    let fd = unsafe {
+        libbpf_sys::bpf_prog_load(
+            prog_type,
+            name.as_ptr(),
+            c"GPL".as_ptr(),
+            kinsns.as_ptr(),
+            kinsns.len() as _,
+            &mut opts,
+        )
+    };
+    if fd < 0 {
+        return Err(errno_of(fd));
+    }
+    // SAFETY: a non-negative return is a fresh file descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// `BPF_PROG_TEST_RUN` on `prog`: runs it `repeat` times (0 counts as 1) on `data`, with an

@@ -9,6 +9,7 @@ mod array;
 pub mod dump;
 mod hash;
 mod prog_array;
+mod target;
 
 use std::any::Any;
 use std::ptr::NonNull;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 pub use array::{ArrayMap, PerCpuArrayMap, BPF_F_RDONLY_PROG};
 pub use hash::HashMap;
 pub use prog_array::ProgArrayMap;
+pub use target::{PerfEventArrayMap, PerfReader, TargetArrayMap, PERF_READER_CAPACITY};
 
 use crate::object::spec::MapSpec;
 
@@ -282,6 +284,13 @@ pub fn create(spec: &MapSpec, ncpus: u32) -> Result<Arc<dyn Map>, CreateError> {
             }
             Arc::new(ProgArrayMap::new(spec.clone()))
         }
+        types::DEVMAP | types::XSKMAP | types::CPUMAP => {
+            if spec.key_size != 4 {
+                return Err(invalid("key size must be 4"));
+            }
+            Arc::new(TargetArrayMap::new(spec.clone()))
+        }
+        types::PERF_EVENT_ARRAY => Arc::new(PerfEventArrayMap::new(spec.clone())),
         other => {
             return Err(CreateError::UnsupportedType {
                 name: spec.name.clone(),

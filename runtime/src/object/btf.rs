@@ -278,9 +278,9 @@ impl Btf {
         for _ in 0..MAX_DEPTH {
             let t = self.get(id)?;
             let size = match t.kind {
-                Kind::Sized { size } | Kind::Composite { size, .. } | Kind::Datasec { size, .. } => {
-                    size as u64
-                }
+                Kind::Sized { size }
+                | Kind::Composite { size, .. }
+                | Kind::Datasec { size, .. } => size as u64,
                 Kind::Ptr { .. } => 8,
                 Kind::Modifier { target } | Kind::Var { target } => {
                     id = target;
@@ -337,9 +337,19 @@ mod tests {
     fn sizes_through_typedef_and_array() {
         // 1: int (size 4) "int"; 2: array of 1 x 10; 3: typedef "t" -> 2
         let types = [
-            1, 1 << 24, 4, 32, //
-            0, 3 << 24, 0, 1, 1, 10, //
-            5, 8 << 24, 2,
+            1,
+            1 << 24,
+            4,
+            32, //
+            0,
+            3 << 24,
+            0,
+            1,
+            1,
+            10, //
+            5,
+            8 << 24,
+            2,
         ];
         let btf = Btf::parse(&build(&types, b"\0int\0t\0")).unwrap();
         assert_eq!(btf.resolve_size(3).unwrap(), 40);

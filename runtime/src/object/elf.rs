@@ -31,7 +31,7 @@ pub struct Section<'a> {
 impl Section<'_> {
     /// Whether the section holds code (`SHF_EXECINSTR`).
     pub fn is_exec(&self) -> bool {
-        self.flags & u64::from(elf::SHF_EXECINSTR.0) != 0
+        self.flags & elf::SHF_EXECINSTR.0 != 0
     }
 }
 
@@ -101,11 +101,10 @@ impl<'a> Elf<'a> {
     /// [`Aligned`].
     pub fn parse(bytes: &'a [u8]) -> Result<Elf<'a>, ObjectError> {
         check_ident(bytes)?;
-        let header = FileHeader64::<LittleEndian>::parse(bytes).map_err(|e| {
-            ObjectError::Truncated {
+        let header =
+            FileHeader64::<LittleEndian>::parse(bytes).map_err(|e| ObjectError::Truncated {
                 section: format!("ELF header ({e})"),
-            }
-        })?;
+            })?;
         let endian = header.endian().map_err(|_| ObjectError::WrongMachine {
             machine: 0,
             reason: "not little endian",
@@ -135,10 +134,9 @@ impl<'a> Elf<'a> {
             let data = if sh_type == elf::SHT_NOBITS.0 {
                 &[][..]
             } else {
-                sh.data(endian, bytes)
-                    .map_err(|_| ObjectError::Truncated {
-                        section: name.clone(),
-                    })?
+                sh.data(endian, bytes).map_err(|_| ObjectError::Truncated {
+                    section: name.clone(),
+                })?
             };
             sections.push(Section {
                 name,
@@ -148,11 +146,12 @@ impl<'a> Elf<'a> {
                 data,
             });
         }
-        let symtab = table
-            .symbols(endian, bytes, elf::SHT_SYMTAB)
-            .map_err(|e| ObjectError::Truncated {
-                section: format!(".symtab ({e})"),
-            })?;
+        let symtab =
+            table
+                .symbols(endian, bytes, elf::SHT_SYMTAB)
+                .map_err(|e| ObjectError::Truncated {
+                    section: format!(".symtab ({e})"),
+                })?;
         let mut symbols = Vec::with_capacity(symtab.len());
         for (index, sym) in symtab.enumerate() {
             let section = symtab
@@ -187,10 +186,9 @@ impl<'a> Elf<'a> {
         for (index, sh) in table.enumerate() {
             let name = &sections[index.0].name;
             if let Some((rels, _link)) =
-                sh.rel(endian, bytes)
-                    .map_err(|_| ObjectError::Truncated {
-                        section: name.clone(),
-                    })?
+                sh.rel(endian, bytes).map_err(|_| ObjectError::Truncated {
+                    section: name.clone(),
+                })?
             {
                 let relocs = rels
                     .iter()
@@ -290,5 +288,5 @@ impl Aligned {
 
 /// Whether `bytes` starts at an 8-byte aligned address.
 pub fn is_aligned(bytes: &[u8]) -> bool {
-    (bytes.as_ptr() as usize) % 8 == 0
+    (bytes.as_ptr() as usize).is_multiple_of(8)
 }

@@ -131,7 +131,7 @@ impl<'e> Code<'e> {
                 symbol: sym.name.clone(),
                 reason: reason.to_string(),
             };
-            if sym.value % 8 != 0 || sym.size % 8 != 0 {
+            if !sym.value.is_multiple_of(8) || !sym.size.is_multiple_of(8) {
                 return Err(bad("function not aligned to instructions"));
             }
             let start = usize::try_from(sym.value / 8).unwrap_or(usize::MAX);
@@ -185,7 +185,7 @@ impl<'e> Code<'e> {
         }
         let insns = &self.insns[&section];
         let slot = usize::try_from(r.offset / 8).unwrap_or(usize::MAX);
-        if r.offset % 8 != 0 || slot >= insns.len() {
+        if !r.offset.is_multiple_of(8) || slot >= insns.len() {
             return Err(bad(format!(
                 "offset outside the section's {} instructions or not aligned",
                 insns.len()
@@ -327,7 +327,9 @@ impl<'e> Code<'e> {
                 )));
             }
             if !in_code || value % 8 != 0 {
-                return Err(bad("call target is not an instruction in a code section".into()));
+                return Err(bad(
+                    "call target is not an instruction in a code section".into()
+                ));
             }
             return Ok(Applied::Code(sec, value / 8 + i64::from(i.imm) + 1));
         }

@@ -138,7 +138,10 @@ fn legacy(elf: &Elf, index: usize, sec: &Section, maps: &mut Maps) -> Result<(),
             .ok_or_else(|| {
                 bad_def(
                     &sym.name,
-                    format!("definition at byte {} outside section {}", sym.value, sec.name),
+                    format!(
+                        "definition at byte {} outside section {}",
+                        sym.value, sec.name
+                    ),
                 )
             })?;
         let word = |i: usize| u32::from_le_bytes([def[i], def[i + 1], def[i + 2], def[i + 3]]);
@@ -361,7 +364,10 @@ fn values(btf: &Btf, name: &str, m: &Member) -> Result<Option<Box<MapSpec>>, Obj
             Ok(Some(Box::new(inner)))
         }
         Kind::FuncProto => Ok(None),
-        _ => Err(bad_def(name, "values points to neither a struct nor a function")),
+        _ => Err(bad_def(
+            name,
+            "values points to neither a struct nor a function",
+        )),
     }
 }
 

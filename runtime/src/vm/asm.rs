@@ -228,8 +228,12 @@ impl Ops<'_, '_> {
     }
 
     fn reg(&self, i: usize) -> Result<u8, AsmError> {
-        parse_reg(self.get(i))
-            .ok_or_else(|| err(self.stmt.line, format!("expected a register, found `{}`", self.get(i))))
+        parse_reg(self.get(i)).ok_or_else(|| {
+            err(
+                self.stmt.line,
+                format!("expected a register, found `{}`", self.get(i)),
+            )
+        })
     }
 
     fn is_reg(&self, i: usize) -> bool {
@@ -237,14 +241,23 @@ impl Ops<'_, '_> {
     }
 
     fn num(&self, i: usize) -> Result<i128, AsmError> {
-        parse_num(self.get(i))
-            .ok_or_else(|| err(self.stmt.line, format!("expected a number, found `{}`", self.get(i))))
+        parse_num(self.get(i)).ok_or_else(|| {
+            err(
+                self.stmt.line,
+                format!("expected a number, found `{}`", self.get(i)),
+            )
+        })
     }
 
     /// A 32-bit immediate: anything in i32 or u32 range.
     fn imm32(&self, i: usize) -> Result<i32, AsmError> {
         let v = self.num(i)?;
-        to_imm32(v).ok_or_else(|| err(self.stmt.line, format!("immediate {v} does not fit in 32 bits")))
+        to_imm32(v).ok_or_else(|| {
+            err(
+                self.stmt.line,
+                format!("immediate {v} does not fit in 32 bits"),
+            )
+        })
     }
 
     /// A jump target: label or `+N`/`-N`, relative to the next slot.
@@ -258,24 +271,45 @@ impl Ops<'_, '_> {
                 return i64::try_from(v).map_err(|_| err(self.stmt.line, "offset out of range"));
             }
         }
-        Err(err(self.stmt.line, format!("expected a label or +/- offset, found `{s}`")))
+        Err(err(
+            self.stmt.line,
+            format!("expected a label or +/- offset, found `{s}`"),
+        ))
     }
 
     fn off16(&self, i: usize) -> Result<i16, AsmError> {
         let v = self.target(i)?;
-        i16::try_from(v).map_err(|_| err(self.stmt.line, format!("jump offset {v} does not fit in 16 bits (use gotol)")))
+        i16::try_from(v).map_err(|_| {
+            err(
+                self.stmt.line,
+                format!("jump offset {v} does not fit in 16 bits (use gotol)"),
+            )
+        })
     }
 
     fn off32(&self, i: usize) -> Result<i32, AsmError> {
         let v = self.target(i)?;
-        i32::try_from(v).map_err(|_| err(self.stmt.line, format!("offset {v} does not fit in 32 bits")))
+        i32::try_from(v).map_err(|_| {
+            err(
+                self.stmt.line,
+                format!("offset {v} does not fit in 32 bits"),
+            )
+        })
     }
 
     /// A memory operand `[rN]`, `[rN+off]` or `[rN-off]`.
     fn mem(&self, i: usize) -> Result<(u8, i16), AsmError> {
         let s = self.get(i);
-        let bad = || err(self.stmt.line, format!("expected a memory operand like [r1+8], found `{s}`"));
-        let inner = s.strip_prefix('[').and_then(|s| s.strip_suffix(']')).ok_or_else(bad)?;
+        let bad = || {
+            err(
+                self.stmt.line,
+                format!("expected a memory operand like [r1+8], found `{s}`"),
+            )
+        };
+        let inner = s
+            .strip_prefix('[')
+            .and_then(|s| s.strip_suffix(']'))
+            .ok_or_else(bad)?;
         let inner: String = inner.chars().filter(|c| !c.is_whitespace()).collect();
         let split = inner.find(['+', '-']).unwrap_or(inner.len());
         let reg = parse_reg(&inner[..split]).ok_or_else(bad)?;
@@ -283,7 +317,12 @@ impl Ops<'_, '_> {
             0
         } else {
             let v = parse_num(&inner[split..]).ok_or_else(bad)?;
-            i16::try_from(v).map_err(|_| err(self.stmt.line, format!("offset {v} does not fit in 16 bits")))?
+            i16::try_from(v).map_err(|_| {
+                err(
+                    self.stmt.line,
+                    format!("offset {v} does not fit in 16 bits"),
+                )
+            })?
         };
         Ok((reg, off))
     }
@@ -318,7 +357,11 @@ fn to_imm32(v: i128) -> Option<i32> {
 }
 
 /// Encodes one statement, appending its slots.
-fn encode(stmt: &Stmt<'_>, labels: &HashMap<&str, usize>, out: &mut Vec<Insn>) -> Result<(), AsmError> {
+fn encode(
+    stmt: &Stmt<'_>,
+    labels: &HashMap<&str, usize>,
+    out: &mut Vec<Insn>,
+) -> Result<(), AsmError> {
     let o = Ops { stmt, labels };
     let m = stmt.mnemonic.as_str();
     let line = stmt.line;
@@ -358,7 +401,8 @@ fn encode(stmt: &Stmt<'_>, labels: &HashMap<&str, usize>, out: &mut Vec<Insn>) -
             let v = if let Ok(x) = i64::try_from(v) {
                 x as u64
             } else {
-                u64::try_from(v).map_err(|_| err(line, format!("immediate {v} does not fit in 64 bits")))?
+                u64::try_from(v)
+                    .map_err(|_| err(line, format!("immediate {v} does not fit in 64 bits")))?
             };
             out.push(Insn::new(LD_DW, dst, PSEUDO_NONE, 0, v as u32 as i32));
             out.push(Insn::new(0, 0, 0, 0, (v >> 32) as u32 as i32));
@@ -411,7 +455,11 @@ fn encode(stmt: &Stmt<'_>, labels: &HashMap<&str, usize>, out: &mut Vec<Insn>) -
 
     // Jumps: j<cond>[32]
     if let Some(rest) = m.strip_prefix('j') {
-        let (stem, is64) = if let Some(s) = rest.strip_suffix("32") { (s, false) } else { (rest, true) };
+        let (stem, is64) = if let Some(s) = rest.strip_suffix("32") {
+            (s, false)
+        } else {
+            (rest, true)
+        };
         if let Some(&(_, code)) = JUMPS.iter().find(|(n, _)| *n == stem) {
             o.expect(3)?;
             let class = if is64 { BPF_JMP } else { BPF_JMP32 };
@@ -462,7 +510,13 @@ fn encode(stmt: &Stmt<'_>, labels: &HashMap<&str, usize>, out: &mut Vec<Insn>) -
         o.expect(2)?;
         let (dst, off) = o.mem(0)?;
         let sz = if is64 { BPF_DW } else { BPF_W };
-        out.push(Insn::new(BPF_STX | BPF_ATOMIC | sz, dst, o.reg(1)?, off, aop));
+        out.push(Insn::new(
+            BPF_STX | BPF_ATOMIC | sz,
+            dst,
+            o.reg(1)?,
+            off,
+            aop,
+        ));
         return Ok(());
     }
 
@@ -477,9 +531,21 @@ fn encode(stmt: &Stmt<'_>, labels: &HashMap<&str, usize>, out: &mut Vec<Insn>) -
         let bits = o.num(2)?;
         let ok = matches!(bits, 8 | 16) || (bits == 32 && is64);
         if !ok {
-            return Err(err(line, format!("movsx width must be 8, 16{}", if is64 { " or 32" } else { "" })));
+            return Err(err(
+                line,
+                format!(
+                    "movsx width must be 8, 16{}",
+                    if is64 { " or 32" } else { "" }
+                ),
+            ));
         }
-        out.push(Insn::new(class | BPF_MOV | BPF_X, o.reg(0)?, o.reg(1)?, bits as i16, 0));
+        out.push(Insn::new(
+            class | BPF_MOV | BPF_X,
+            o.reg(0)?,
+            o.reg(1)?,
+            bits as i16,
+            0,
+        ));
         return Ok(());
     }
     if let Some((op, off)) = alu_op(stem) {
@@ -541,7 +607,10 @@ fn roundtrips(text: &str, slots: &[Insn]) -> bool {
 }
 
 fn raw(i: Insn) -> String {
-    format!("raw {:#04x}, {}, {}, {}, {}", i.op, i.dst, i.src, i.off, i.imm)
+    format!(
+        "raw {:#04x}, {}, {}, {}, {}",
+        i.op, i.dst, i.src, i.off, i.imm
+    )
 }
 
 fn rel(v: i64) -> String {
@@ -578,7 +647,11 @@ fn render(i: Insn) -> Option<String> {
             let w = if class == BPF_ALU64 { "64" } else { "32" };
             let op = i.op & 0xf0;
             let x = i.op & BPF_X != 0;
-            let operand = if x { format!("r{s}") } else { format!("{}", i.imm) };
+            let operand = if x {
+                format!("r{s}")
+            } else {
+                format!("{}", i.imm)
+            };
             let name = match op {
                 BPF_NEG => return Some(format!("neg{w} r{d}")),
                 BPF_END => {
@@ -589,13 +662,18 @@ fn render(i: Insn) -> Option<String> {
                     };
                     return Some(format!("{prefix}{} r{d}", i.imm));
                 }
-                BPF_MOV if x && i.off != 0 => return Some(format!("movsx{w} r{d}, r{s}, {}", i.off)),
+                BPF_MOV if x && i.off != 0 => {
+                    return Some(format!("movsx{w} r{d}, r{s}, {}", i.off))
+                }
                 BPF_DIV if i.off == 1 => "sdiv",
                 BPF_MOD if i.off == 1 => "smod",
-                _ => ["add", "sub", "mul", "div", "or", "and", "lsh", "rsh", "", "mod", "xor", "mov", "arsh"]
-                    .get(usize::from(op >> 4))
-                    .copied()
-                    .filter(|n| !n.is_empty())?,
+                _ => [
+                    "add", "sub", "mul", "div", "or", "and", "lsh", "rsh", "", "mod", "xor", "mov",
+                    "arsh",
+                ]
+                .get(usize::from(op >> 4))
+                .copied()
+                .filter(|n| !n.is_empty())?,
             };
             Some(format!("{name}{w} r{d}, {operand}"))
         }
@@ -610,16 +688,29 @@ fn render(i: Insn) -> Option<String> {
                 _ => {
                     let (name, _) = JUMPS.iter().find(|(_, c)| *c == op)?;
                     let w = if class == BPF_JMP32 { "32" } else { "" };
-                    let operand = if i.op & BPF_X != 0 { format!("r{s}") } else { format!("{}", i.imm) };
+                    let operand = if i.op & BPF_X != 0 {
+                        format!("r{s}")
+                    } else {
+                        format!("{}", i.imm)
+                    };
                     Some(format!("j{name}{w} r{d}, {operand}, {}", rel(i.off as i64)))
                 }
             }
         }
         BPF_LDX => {
             let sx = if i.op & 0xe0 == BPF_MEMSX { "s" } else { "" };
-            Some(format!("ldx{sx}{} r{d}, {}", size_name(i.op), mem(s, i.off)))
+            Some(format!(
+                "ldx{sx}{} r{d}, {}",
+                size_name(i.op),
+                mem(s, i.off)
+            ))
         }
-        BPF_ST => Some(format!("st{} {}, {}", size_name(i.op), mem(d, i.off), i.imm)),
+        BPF_ST => Some(format!(
+            "st{} {}, {}",
+            size_name(i.op),
+            mem(d, i.off),
+            i.imm
+        )),
         BPF_STX if i.op & 0xe0 == BPF_ATOMIC => {
             let (name, _) = ATOMICS.iter().find(|(_, c)| *c == i.imm)?;
             let w = if i.op & 0x18 == BPF_DW { "64" } else { "32" };

@@ -32,7 +32,11 @@ impl Scalar for u64 {
 /// `env` must be live and not mutably borrowed elsewhere; every region in `env.memory` must be
 /// mapped memory (the run's contract).
 #[inline(always)]
-pub(super) unsafe fn load<T: Scalar>(env: *const RunEnv, pc: usize, addr: u64) -> Result<T, VmError> {
+pub(super) unsafe fn load<T: Scalar>(
+    env: *const RunEnv,
+    pc: usize,
+    addr: u64,
+) -> Result<T, VmError> {
     // SAFETY: `env` is live and only read here (caller's contract).
     unsafe { &(*env).memory }.check(pc, addr, T::SIZE, Access::Read)?;
     // SAFETY: the check proved `[addr, addr + SIZE)` lies inside a registered readable region,
@@ -79,7 +83,7 @@ pub(super) unsafe fn atomic64<'a>(
 ) -> Result<&'a AtomicU64, VmError> {
     // SAFETY: `env` is live and only read here (caller's contract).
     unsafe { &(*env).memory }.check(pc, addr, 8, Access::Write)?;
-    if addr % 8 != 0 {
+    if addr & 7 != 0 {
         return Err(misaligned(pc, addr, 8));
     }
     // SAFETY: in bounds of a writable region (checked), 8-byte aligned (checked); all accesses
@@ -100,7 +104,7 @@ pub(super) unsafe fn atomic32<'a>(
 ) -> Result<&'a AtomicU32, VmError> {
     // SAFETY: `env` is live and only read here (caller's contract).
     unsafe { &(*env).memory }.check(pc, addr, 4, Access::Write)?;
-    if addr % 4 != 0 {
+    if addr & 3 != 0 {
         return Err(misaligned(pc, addr, 4));
     }
     // SAFETY: in bounds of a writable region (checked), 4-byte aligned (checked).

@@ -14,7 +14,14 @@ const FAULT: i32 = 0x7fff_0002;
 /// Test helper: requests a tail call and returns 42.
 const TAIL: i32 = 0x7fff_0003;
 
-unsafe extern "C" fn loop_helper(n: u64, func: u64, ctx: u64, _: u64, _: u64, env: *mut RunEnv) -> u64 {
+unsafe extern "C" fn loop_helper(
+    n: u64,
+    func: u64,
+    ctx: u64,
+    _: u64,
+    _: u64,
+    env: *mut RunEnv,
+) -> u64 {
     let mut sum = 0u64;
     for i in 0..n {
         // SAFETY: `env` is the live environment of the run calling this helper.
