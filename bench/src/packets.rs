@@ -10,7 +10,12 @@ const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
 
 fn ip4(rng: &mut StdRng) -> [u8; 4] {
-    [198, 18 + rng.random_range(0..2u8), rng.random(), rng.random()]
+    [
+        198,
+        18 + rng.random_range(0..2u8),
+        rng.random(),
+        rng.random(),
+    ]
 }
 
 fn ip6(rng: &mut StdRng) -> [u8; 16] {
@@ -62,10 +67,16 @@ pub fn crafted(rng: &mut StdRng) -> Vec<u8> {
                 0 | 1 => $l3.udp(port(rng), port(rng)).write(&mut out, &payload),
                 2 | 3 => {
                     let b = $l3.tcp(port(rng), port(rng), rng.random(), rng.random());
-                    let b = if rng.random_bool(0.3) { b.syn() } else { b.ack(rng.random()) };
+                    let b = if rng.random_bool(0.3) {
+                        b.syn()
+                    } else {
+                        b.ack(rng.random())
+                    };
                     b.write(&mut out, &payload)
                 }
-                _ => $l3.icmpv4_echo_request(rng.random(), rng.random()).write(&mut out, &payload),
+                _ => $l3
+                    .icmpv4_echo_request(rng.random(), rng.random())
+                    .write(&mut out, &payload),
             };
             r.is_ok()
         }};
@@ -73,7 +84,9 @@ pub fn crafted(rng: &mut StdRng) -> Vec<u8> {
     let v6 = rng.random_bool(0.25);
     let ok = match (vlan, v6) {
         (0, false) => {
-            let l3 = eth.single_vlan(VlanId::try_new(rng.random_range(1..4095)).unwrap_or(VlanId::ZERO)).ipv4(ip4(rng), ip4(rng), 64);
+            let l3 = eth
+                .single_vlan(VlanId::try_new(rng.random_range(1..4095)).unwrap_or(VlanId::ZERO))
+                .ipv4(ip4(rng), ip4(rng), 64);
             finish!(l3)
         }
         (1, false) => {
@@ -93,7 +106,9 @@ pub fn crafted(rng: &mut StdRng) -> Vec<u8> {
             let l3 = eth.ipv6(ip6(rng), ip6(rng), 64);
             let r = match proto {
                 0..=2 => l3.udp(port(rng), port(rng)).write(&mut out, &payload),
-                3..=5 => l3.tcp(port(rng), port(rng), rng.random(), 1024).write(&mut out, &payload),
+                3..=5 => l3
+                    .tcp(port(rng), port(rng), rng.random(), 1024)
+                    .write(&mut out, &payload),
                 _ => l3.icmpv6_echo_request(1, 2).write(&mut out, &payload),
             };
             r.is_ok()

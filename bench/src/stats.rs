@@ -22,7 +22,7 @@ impl Spread {
         let mut s = samples.to_vec();
         s.sort_by(|a, b| a.total_cmp(b));
         let mid = s.len() / 2;
-        let median = if s.len() % 2 == 0 {
+        let median = if s.len().is_multiple_of(2) {
             (s[mid - 1] + s[mid]) / 2.0
         } else {
             s[mid]

@@ -129,20 +129,33 @@ fn differential(name: &str, path: &Path, program: &str) -> Result<usize, String>
             // The kernel refuses the object: so must we, through the kernel verifier policy.
             let ours = Vm::new(spec, Some(&bytes), Some(program), opts(Engine::Jit));
             return match ours {
-                Err(LoadError::Kernel(_)) => Err(format!("kernel rejects {name} ({kernel_err}); we reject it too")),
-                Err(e) => Err(format!("kernel rejects {name} ({kernel_err}); we reject it differently: {e}")),
+                Err(LoadError::Kernel(_)) => Err(format!(
+                    "kernel rejects {name} ({kernel_err}); we reject it too"
+                )),
+                Err(e) => Err(format!(
+                    "kernel rejects {name} ({kernel_err}); we reject it differently: {e}"
+                )),
                 Ok(_) => panic!("{name}: the kernel rejects it ({kernel_err}) but we accepted it"),
             };
         }
     };
-    let vm_i = Vm::new(spec.clone(), Some(&bytes), Some(program), opts(Engine::Interpreter))
-        .map_err(|e| format!("{name}:{program}: interpreter load: {e}"))?;
+    let vm_i = Vm::new(
+        spec.clone(),
+        Some(&bytes),
+        Some(program),
+        opts(Engine::Interpreter),
+    )
+    .map_err(|e| format!("{name}:{program}: interpreter load: {e}"))?;
     let vm_j = Vm::new(spec.clone(), Some(&bytes), Some(program), opts(Engine::Jit))
         .map_err(|e| format!("{name}:{program}: jit load: {e}"))?;
     for (map, index, target) in tail_calls(name) {
-        oracle.set_tail_call(map, *index, target).expect("kernel tail call slot");
-        vm_i.set_tail_call(map, *index, target).expect("interp tail call slot");
-        vm_j.set_tail_call(map, *index, target).expect("jit tail call slot");
+        oracle
+            .set_tail_call(map, *index, target)
+            .expect("kernel tail call slot");
+        vm_i.set_tail_call(map, *index, target)
+            .expect("interp tail call slot");
+        vm_j.set_tail_call(map, *index, target)
+            .expect("jit tail call slot");
     }
     let mut e = Engines {
         interp: vm_i.runner(0),
@@ -153,15 +166,28 @@ fn differential(name: &str, path: &Path, program: &str) -> Result<usize, String>
     let corpus = packets::corpus(0xd1ff ^ name.len() as u64, PACKETS);
     let mut mismatches = Vec::new();
     for (i, p) in corpus.iter().enumerate() {
-        let k = e.oracle.test_run(program, p, 1).map_err(|err| format!("{name}: kernel run {i}: {err}"))?;
+        let k = e
+            .oracle
+            .test_run(program, p, 1)
+            .map_err(|err| format!("{name}: kernel run {i}: {err}"))?;
         frame.load(p).expect("load");
-        let ri = e.interp.run_xdp(&mut frame).map_err(|err| format!("{name}: packet {i}: interpreter: {err}"))?;
+        let ri = e
+            .interp
+            .run_xdp(&mut frame)
+            .map_err(|err| format!("{name}: packet {i}: interpreter: {err}"))?;
         let di = frame.meta_and_packet().to_vec();
         frame.load(p).expect("load");
-        let rj = e.jit.run_xdp(&mut frame).map_err(|err| format!("{name}: packet {i}: jit: {err}"))?;
+        let rj = e
+            .jit
+            .run_xdp(&mut frame)
+            .map_err(|err| format!("{name}: packet {i}: jit: {err}"))?;
         let dj = frame.meta_and_packet().to_vec();
         let kr = k.retval as u64;
-        if ri.retval as u32 as u64 != kr || rj.retval as u32 as u64 != kr || di != k.data || dj != k.data {
+        if ri.retval as u32 as u64 != kr
+            || rj.retval as u32 as u64 != kr
+            || di != k.data
+            || dj != k.data
+        {
             mismatches.push(format!(
                 "packet {i} ({} bytes): kernel retval {kr} len {}, interp {} len {}, jit {} len {}; first bytes {:02x?}",
                 p.len(),
@@ -179,7 +205,12 @@ fn differential(name: &str, path: &Path, program: &str) -> Result<usize, String>
         "{name}:{program}: {} of {} packets disagree; first: \n{}",
         mismatches.len(),
         corpus.len(),
-        mismatches.iter().take(5).cloned().collect::<Vec<_>>().join("\n")
+        mismatches
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     e.interp.quiesce();
     e.jit.quiesce();
@@ -189,7 +220,10 @@ fn differential(name: &str, path: &Path, program: &str) -> Result<usize, String>
         if NOT_DUMPABLE.contains(&spec_map.map_type) {
             continue;
         }
-        let kernel_entries = e.oracle.map_dump(mname).map_err(|err| format!("{name}: dump {mname}: {err}"))?;
+        let kernel_entries = e
+            .oracle
+            .map_dump(mname)
+            .map_err(|err| format!("{name}: dump {mname}: {err}"))?;
         let mk = MapDump::from_entries(
             spec_map.map_type,
             spec_map.key_size,
@@ -198,15 +232,26 @@ fn differential(name: &str, path: &Path, program: &str) -> Result<usize, String>
             kernel_entries,
         );
         let mk = mask_time(name, mname, mk);
-        let (mi, mj) = (mask_time(name, mname, mi.clone()), mask_time(name, mname, mj.clone()));
-        assert_eq!(mi, mk, "{name}: map {mname}: interpreter and kernel contents differ");
-        assert_eq!(mj, mk, "{name}: map {mname}: jit and kernel contents differ");
+        let (mi, mj) = (
+            mask_time(name, mname, mi.clone()),
+            mask_time(name, mname, mj.clone()),
+        );
+        assert_eq!(
+            mi, mk,
+            "{name}: map {mname}: interpreter and kernel contents differ"
+        );
+        assert_eq!(
+            mj, mk,
+            "{name}: map {mname}: jit and kernel contents differ"
+        );
     }
     Ok(corpus.len())
 }
 
 fn xdp_programs(path: &Path) -> Vec<String> {
-    let Ok(bytes) = std::fs::read(path) else { return Vec::new() };
+    let Ok(bytes) = std::fs::read(path) else {
+        return Vec::new();
+    };
     match object::parse(&bytes) {
         Ok(spec) => spec
             .programs
@@ -226,7 +271,9 @@ fn project_programs_agree_with_the_kernel() {
     pin_to_cpu0();
     let mut checked = 0;
     for name in userxdp_programs::NAMES {
-        if userxdp_programs::KERNEL_REJECTS.contains(name) || userxdp_programs::HUGE_MAPS.contains(name) {
+        if userxdp_programs::KERNEL_REJECTS.contains(name)
+            || userxdp_programs::HUGE_MAPS.contains(name)
+        {
             continue;
         }
         let path = userxdp_programs::path(name).expect("built");
@@ -251,7 +298,8 @@ fn kernel_rejected_programs_are_rejected_with_the_reason() {
     let path = userxdp_programs::path("bad_oob").expect("bad_oob built");
     let bytes = std::fs::read(&path).unwrap();
     let spec = object::parse(&bytes).unwrap();
-    let err = Vm::new(spec, Some(&bytes), None, VmOptions::default()).expect_err("must be rejected");
+    let err =
+        Vm::new(spec, Some(&bytes), None, VmOptions::default()).expect_err("must be rejected");
     match err {
         LoadError::Kernel(KernelError::Rejected { summary, log, .. }) => {
             assert!(!summary.is_empty() && !log.is_empty());
@@ -271,7 +319,11 @@ fn xdp_tools_objects_agree_with_the_kernel() {
         eprintln!("skipping: {XDP_TOOLS_DIR} missing (install xdp-tools: scripts/setup.sh does)");
         return;
     };
-    let mut paths: Vec<PathBuf> = dir.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "o")).collect();
+    let mut paths: Vec<PathBuf> = dir
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "o"))
+        .collect();
     paths.sort();
     let mut agreed = 0;
     for path in &paths {

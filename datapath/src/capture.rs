@@ -79,13 +79,13 @@ pub fn read_frames(path: &Path) -> Result<Vec<CapturedFrame>, CaptureError> {
                     timestamp: Duration::ZERO,
                     data: p.data.into_owned(),
                 }),
-                Block::InterfaceDescription(idb) => {
-                    if idb.linktype != pcap_file::DataLink::ETHERNET {
-                        return Err(CaptureError::LinkType {
-                            path: path.to_path_buf(),
-                            linktype: format!("{:?}", idb.linktype),
-                        });
-                    }
+                Block::InterfaceDescription(idb)
+                    if idb.linktype != pcap_file::DataLink::ETHERNET =>
+                {
+                    return Err(CaptureError::LinkType {
+                        path: path.to_path_buf(),
+                        linktype: format!("{:?}", idb.linktype),
+                    });
                 }
                 _ => {}
             }
@@ -165,7 +165,10 @@ mod tests {
         assert_eq!(frames[0].data, vec![1, 2, 3]);
         assert_eq!(frames[1].timestamp, Duration::from_micros(6));
         std::fs::write(&path, b"not a capture at all").unwrap();
-        assert!(matches!(read_frames(&path), Err(CaptureError::Format { frame: 0, .. })));
+        assert!(matches!(
+            read_frames(&path),
+            Err(CaptureError::Format { frame: 0, .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

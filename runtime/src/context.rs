@@ -292,7 +292,10 @@ impl XdpFrame {
 
     /// Packet bytes `[data, data_end)`.
     pub fn packet(&self) -> &[u8] {
-        let (a, b) = (self.offset(self.ctx.md.data), self.offset(self.ctx.md.data_end));
+        let (a, b) = (
+            self.offset(self.ctx.md.data),
+            self.offset(self.ctx.md.data_end),
+        );
         self.mem.as_slice().get(a..b).unwrap_or(&[])
     }
 
@@ -322,8 +325,14 @@ mod tests {
         assert!(f.context().frame_start + FRAME_SIZE as u64 <= u32::MAX as u64);
         assert_eq!(f.packet(), &[7u8; 60][..]);
         assert_eq!(f.context().md.data_end - f.context().md.data, 60);
-        assert!(matches!(f.load(&[0; 5000]), Err(FrameError::TooLong { .. })));
-        assert!(matches!(f.load(&[0; 3]), Err(FrameError::TooShort { len: 3 })));
+        assert!(matches!(
+            f.load(&[0; 5000]),
+            Err(FrameError::TooLong { .. })
+        ));
+        assert!(matches!(
+            f.load(&[0; 3]),
+            Err(FrameError::TooShort { len: 3 })
+        ));
     }
 
     #[test]

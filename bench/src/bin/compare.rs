@@ -92,7 +92,12 @@ fn pin(cpu: usize) {
 }
 
 /// Mean ns per run of `runner` over the corpus, each packet run `repeat` times.
-fn time_user(runner: &mut Runner, frame: &mut XdpFrame, corpus: &[Vec<u8>], repeat: u32) -> Result<f64> {
+fn time_user(
+    runner: &mut Runner,
+    frame: &mut XdpFrame,
+    corpus: &[Vec<u8>],
+    repeat: u32,
+) -> Result<f64> {
     let mut total = 0u128;
     for p in corpus {
         frame.load(p)?;
@@ -141,8 +146,18 @@ fn main() -> Result<()> {
             ncpus: 1,
             ..VmOptions::default()
         };
-        let jit = Vm::new(spec.clone(), Some(&bytes), Some(&program), opts(Engine::Jit))?;
-        let interp = Vm::new(spec.clone(), Some(&bytes), Some(&program), opts(Engine::Interpreter))?;
+        let jit = Vm::new(
+            spec.clone(),
+            Some(&bytes),
+            Some(&program),
+            opts(Engine::Jit),
+        )?;
+        let interp = Vm::new(
+            spec.clone(),
+            Some(&bytes),
+            Some(&program),
+            opts(Engine::Interpreter),
+        )?;
         let oracle = Oracle::load(&bytes, None)?;
         let (mut jr, mut ir) = (jit.runner(0), interp.runner(0));
         let mut frame = XdpFrame::new()?;
@@ -150,8 +165,18 @@ fn main() -> Result<()> {
         // Agreement on the first run of every packet (fresh instances, so maps start equal).
         let mut disagree = 0usize;
         {
-            let fresh = Vm::new(spec.clone(), Some(&bytes), Some(&program), opts(Engine::Jit))?;
-            let fresh_i = Vm::new(spec.clone(), Some(&bytes), Some(&program), opts(Engine::Interpreter))?;
+            let fresh = Vm::new(
+                spec.clone(),
+                Some(&bytes),
+                Some(&program),
+                opts(Engine::Jit),
+            )?;
+            let fresh_i = Vm::new(
+                spec.clone(),
+                Some(&bytes),
+                Some(&program),
+                opts(Engine::Interpreter),
+            )?;
             let fresh_k = Oracle::load(&bytes, None)?;
             let (mut a, mut b) = (fresh.runner(0), fresh_i.runner(0));
             for p in &corpus {
@@ -176,7 +201,8 @@ fn main() -> Result<()> {
             js.push(time_user(&mut jr, &mut frame, &corpus, args.repeat)?);
             is.push(time_user(&mut ir, &mut frame, &corpus, args.repeat)?);
         }
-        let ratio = |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x / y).collect() };
+        let ratio =
+            |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x / y).collect() };
         let (k, j, i) = (Spread::of(&ks), Spread::of(&js), Spread::of(&is));
         let (jk, ij) = (Spread::of(&ratio(&js, &ks)), Spread::of(&ratio(&is, &js)));
         let (Some(k), Some(j), Some(i), Some(jk), Some(ij)) = (k, j, i, jk, ij) else {
@@ -184,7 +210,9 @@ fn main() -> Result<()> {
         };
         println!(
             "| {}:{} | {}/{} | {k} | {j} | {i} | {:.2} ({:.2}-{:.2}) | {:.1} ({:.1}-{:.1}) |",
-            path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(),
+            path.file_name()
+                .map(|f| f.to_string_lossy())
+                .unwrap_or_default(),
             program,
             corpus.len() - disagree,
             corpus.len(),

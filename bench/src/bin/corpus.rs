@@ -26,7 +26,11 @@ fn main() -> Result<()> {
     let file = File::create(&out).with_context(|| format!("cannot create {out}"))?;
     let mut w = PcapWriter::new(BufWriter::new(file))?;
     for (i, p) in packets::corpus(seed, n).iter().enumerate() {
-        w.write_packet(&PcapPacket::new(Duration::from_micros(i as u64), p.len() as u32, p))?;
+        w.write_packet(&PcapPacket::new(
+            Duration::from_micros(i as u64),
+            p.len() as u32,
+            p,
+        ))?;
     }
     eprintln!("wrote {n} frames to {out}");
     Ok(())

@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use userxdp_datapath::cli::run::{self, RunArgs};
 
 #[derive(Debug, Parser)]
-#[command(name = "userxdp", version, about = "Userspace eBPF runtime for XDP and TC objects")]
+#[command(
+    name = "userxdp",
+    version,
+    about = "Userspace eBPF runtime for XDP and TC objects"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

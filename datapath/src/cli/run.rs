@@ -197,7 +197,12 @@ fn select_program(spec: &ObjectSpec, wanted: Option<&str>) -> Result<String> {
     }
 }
 
-type RunOutput = (Vec<FrameResult>, BTreeMap<String, MapDump>, Duration, &'static str);
+type RunOutput = (
+    Vec<FrameResult>,
+    BTreeMap<String, MapDump>,
+    Duration,
+    &'static str,
+);
 
 fn run_user(
     bytes: &[u8],

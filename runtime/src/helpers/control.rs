@@ -11,11 +11,20 @@ const E2BIG: u64 = (-(libc::E2BIG as i64)) as u64;
 
 /// `long bpf_tail_call(ctx, prog_array, index)`: on success the engine unwinds to the
 /// dispatcher, which continues with the target; on failure the program goes on.
-pub(super) unsafe extern "C" fn tail_call(_ctx: u64, map: u64, index: u64, _: u64, _: u64, env: *mut RunEnv) -> u64 {
+pub(super) unsafe extern "C" fn tail_call(
+    _ctx: u64,
+    map: u64,
+    index: u64,
+    _: u64,
+    _: u64,
+    env: *mut RunEnv,
+) -> u64 {
     // SAFETY: engines pass their live, exclusively borrowed RunEnv.
     let env = unsafe { &mut *env };
     // SAFETY: map argument proven by the verifier or checked.
-    let Some(h) = (unsafe { env.map_arg("tail_call", map) }) else { return 0 };
+    let Some(h) = (unsafe { env.map_arg("tail_call", map) }) else {
+        return 0;
+    };
     let Some(array) = h.map.as_any().downcast_ref::<ProgArrayMap>() else {
         env.raise("tail_call", "map is not a prog_array");
         return 0;
@@ -31,7 +40,14 @@ pub(super) unsafe extern "C" fn tail_call(_ctx: u64, map: u64, index: u64, _: u6
 }
 
 /// `long bpf_loop(nr_loops, callback_fn, callback_ctx, flags)`.
-pub(super) unsafe extern "C" fn bpf_loop(nr: u64, callback: u64, cb_ctx: u64, flags: u64, _: u64, env: *mut RunEnv) -> u64 {
+pub(super) unsafe extern "C" fn bpf_loop(
+    nr: u64,
+    callback: u64,
+    cb_ctx: u64,
+    flags: u64,
+    _: u64,
+    env: *mut RunEnv,
+) -> u64 {
     const MAX_LOOPS: u64 = 1 << 23;
     // SAFETY: engines pass their live RunEnv.
     let (hook, nr) = unsafe { ((*env).callback, nr as u32 as u64) };

@@ -28,7 +28,14 @@ pub fn csum_partial(buf: &[u8], seed: u32) -> u32 {
 }
 
 /// `s64 bpf_csum_diff(from, from_size, to, to_size, seed)`.
-pub(super) unsafe extern "C" fn csum_diff(from: u64, from_size: u64, to: u64, to_size: u64, seed: u64, env: *mut RunEnv) -> u64 {
+pub(super) unsafe extern "C" fn csum_diff(
+    from: u64,
+    from_size: u64,
+    to: u64,
+    to_size: u64,
+    seed: u64,
+    env: *mut RunEnv,
+) -> u64 {
     // SAFETY: engines pass their live, exclusively borrowed RunEnv.
     let env = unsafe { &mut *env };
     let (from_size, to_size) = (from_size as u32 as usize, to_size as u32 as usize);

@@ -8,7 +8,12 @@ use crate::vm::memory::{Access, Region, RegionKind};
 ///
 /// # Safety
 /// In trusted runs the verifier proved `[addr, addr+len)` readable.
-unsafe fn arg_bytes<'a>(env: &mut RunEnv, helper: &'static str, addr: u64, len: u32) -> Option<&'a [u8]> {
+unsafe fn arg_bytes<'a>(
+    env: &mut RunEnv,
+    helper: &'static str,
+    addr: u64,
+    len: u32,
+) -> Option<&'a [u8]> {
     if !env.check_helper_mem(helper, addr, len as u64, Access::Read) {
         return None;
     }
@@ -17,13 +22,24 @@ unsafe fn arg_bytes<'a>(env: &mut RunEnv, helper: &'static str, addr: u64, len: 
 }
 
 /// `void *bpf_map_lookup_elem(map, key)`.
-pub(super) unsafe extern "C" fn map_lookup_elem(map: u64, key: u64, _: u64, _: u64, _: u64, env: *mut RunEnv) -> u64 {
+pub(super) unsafe extern "C" fn map_lookup_elem(
+    map: u64,
+    key: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    env: *mut RunEnv,
+) -> u64 {
     // SAFETY: engines pass their live, exclusively borrowed RunEnv.
     let env = unsafe { &mut *env };
     // SAFETY: map/key pointers come from a verified program or are checked (checked runs).
-    let Some(h) = (unsafe { env.map_arg("map_lookup_elem", map) }) else { return 0 };
+    let Some(h) = (unsafe { env.map_arg("map_lookup_elem", map) }) else {
+        return 0;
+    };
     // SAFETY: as above.
-    let Some(key) = (unsafe { arg_bytes(env, "map_lookup_elem", key, h.key_size) }) else { return 0 };
+    let Some(key) = (unsafe { arg_bytes(env, "map_lookup_elem", key, h.key_size) }) else {
+        return 0;
+    };
     match h.map.lookup(key, env.cpu) {
         Some(p) => {
             if env.checked {
@@ -42,15 +58,28 @@ pub(super) unsafe extern "C" fn map_lookup_elem(map: u64, key: u64, _: u64, _: u
 }
 
 /// `long bpf_map_update_elem(map, key, value, flags)`.
-pub(super) unsafe extern "C" fn map_update_elem(map: u64, key: u64, value: u64, flags: u64, _: u64, env: *mut RunEnv) -> u64 {
+pub(super) unsafe extern "C" fn map_update_elem(
+    map: u64,
+    key: u64,
+    value: u64,
+    flags: u64,
+    _: u64,
+    env: *mut RunEnv,
+) -> u64 {
     // SAFETY: engines pass their live, exclusively borrowed RunEnv.
     let env = unsafe { &mut *env };
     // SAFETY: see map_lookup_elem.
-    let Some(h) = (unsafe { env.map_arg("map_update_elem", map) }) else { return 0 };
+    let Some(h) = (unsafe { env.map_arg("map_update_elem", map) }) else {
+        return 0;
+    };
     // SAFETY: as above.
-    let Some(key) = (unsafe { arg_bytes(env, "map_update_elem", key, h.key_size) }) else { return 0 };
+    let Some(key) = (unsafe { arg_bytes(env, "map_update_elem", key, h.key_size) }) else {
+        return 0;
+    };
     // SAFETY: as above.
-    let Some(value) = (unsafe { arg_bytes(env, "map_update_elem", value, h.value_size) }) else { return 0 };
+    let Some(value) = (unsafe { arg_bytes(env, "map_update_elem", value, h.value_size) }) else {
+        return 0;
+    };
     if flags & BPF_F_LOCK != 0 {
         // Spin-locked values need the lock protocol of issue #4; refuse rather than race.
         return (-(libc::EINVAL as i64)) as u64;
@@ -62,13 +91,24 @@ pub(super) unsafe extern "C" fn map_update_elem(map: u64, key: u64, value: u64, 
 }
 
 /// `long bpf_map_delete_elem(map, key)`.
-pub(super) unsafe extern "C" fn map_delete_elem(map: u64, key: u64, _: u64, _: u64, _: u64, env: *mut RunEnv) -> u64 {
+pub(super) unsafe extern "C" fn map_delete_elem(
+    map: u64,
+    key: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    env: *mut RunEnv,
+) -> u64 {
     // SAFETY: engines pass their live, exclusively borrowed RunEnv.
     let env = unsafe { &mut *env };
     // SAFETY: see map_lookup_elem.
-    let Some(h) = (unsafe { env.map_arg("map_delete_elem", map) }) else { return 0 };
+    let Some(h) = (unsafe { env.map_arg("map_delete_elem", map) }) else {
+        return 0;
+    };
     // SAFETY: as above.
-    let Some(key) = (unsafe { arg_bytes(env, "map_delete_elem", key, h.key_size) }) else { return 0 };
+    let Some(key) = (unsafe { arg_bytes(env, "map_delete_elem", key, h.key_size) }) else {
+        return 0;
+    };
     match h.map.delete(key) {
         Ok(()) => 0,
         Err(e) => e.errno() as u64,

@@ -4,24 +4,48 @@ use crate::vm::env::RunEnv;
 use crate::vm::memory::Access;
 
 /// `u64 bpf_ktime_get_ns(void)`: CLOCK_MONOTONIC, as the kernel.
-pub(super) unsafe extern "C" fn ktime_get_ns(_: u64, _: u64, _: u64, _: u64, _: u64, _: *mut RunEnv) -> u64 {
+pub(super) unsafe extern "C" fn ktime_get_ns(
+    _: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    _: *mut RunEnv,
+) -> u64 {
     clock(libc::CLOCK_MONOTONIC)
 }
 
 /// `u64 bpf_ktime_get_boot_ns(void)`: CLOCK_BOOTTIME.
-pub(super) unsafe extern "C" fn ktime_get_boot_ns(_: u64, _: u64, _: u64, _: u64, _: u64, _: *mut RunEnv) -> u64 {
+pub(super) unsafe extern "C" fn ktime_get_boot_ns(
+    _: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    _: *mut RunEnv,
+) -> u64 {
     clock(libc::CLOCK_BOOTTIME)
 }
 
 fn clock(id: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid out-pointer to a timespec.
     unsafe { libc::clock_gettime(id, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// `u32 bpf_get_prandom_u32(void)`: a per-run-environment xorshift generator.
-pub(super) unsafe extern "C" fn get_prandom_u32(_: u64, _: u64, _: u64, _: u64, _: u64, env: *mut RunEnv) -> u64 {
+pub(super) unsafe extern "C" fn get_prandom_u32(
+    _: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    env: *mut RunEnv,
+) -> u64 {
     // SAFETY: engines pass their live, exclusively borrowed RunEnv.
     let env = unsafe { &mut *env };
     let mut x = env.prandom_state;
@@ -33,7 +57,14 @@ pub(super) unsafe extern "C" fn get_prandom_u32(_: u64, _: u64, _: u64, _: u64, 
 }
 
 /// `u32 bpf_get_smp_processor_id(void)`: the worker index.
-pub(super) unsafe extern "C" fn get_smp_processor_id(_: u64, _: u64, _: u64, _: u64, _: u64, env: *mut RunEnv) -> u64 {
+pub(super) unsafe extern "C" fn get_smp_processor_id(
+    _: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    env: *mut RunEnv,
+) -> u64 {
     // SAFETY: engines pass their live RunEnv.
     unsafe { (*env).cpu as u64 }
 }
@@ -42,7 +73,14 @@ pub(super) unsafe extern "C" fn get_smp_processor_id(_: u64, _: u64, _: u64, _: 
 ///
 /// Supports the kernel's conversions (`%d %i %u %x %X %ld %lu %lx %lld %llu %llx %c %p %%`);
 /// `%s` prints `(string)` since following a pointer from a log line is not worth a fault.
-pub(super) unsafe extern "C" fn trace_printk(fmt: u64, size: u64, a1: u64, a2: u64, a3: u64, env: *mut RunEnv) -> u64 {
+pub(super) unsafe extern "C" fn trace_printk(
+    fmt: u64,
+    size: u64,
+    a1: u64,
+    a2: u64,
+    a3: u64,
+    env: *mut RunEnv,
+) -> u64 {
     // SAFETY: engines pass their live, exclusively borrowed RunEnv.
     let env = unsafe { &mut *env };
     if !env.check_helper_mem("trace_printk", fmt, size, Access::Read) {
@@ -106,48 +144,5 @@ mod tests {
             super::format_printk("a=%d b=%u c=%llx %%\n", [u64::MAX, 7, 255]),
             "a=-1 b=7 c=ff %\n"
         );
-    }
-}
-
-/// `long bpf_perf_event_output(ctx, map, flags, data, size)` (XDP flavour: the upper 32 bits
-/// of `flags` ask for that many packet bytes to follow `data` in the record).
-pub(super) unsafe extern "C" fn perf_event_output(ctx: u64, map: u64, flags: u64, data: u64, size: u64, env: *mut RunEnv) -> u64 {
-    const INDEX_MASK: u64 = 0xffff_ffff;
-    const CURRENT_CPU: u64 = INDEX_MASK;
-    let errno = |e: i32| (-(e as i64)) as u64;
-    // SAFETY: engines pass their live, exclusively borrowed RunEnv.
-    let env = unsafe { &mut *env };
-    // SAFETY: map argument proven by the verifier or checked.
-    let Some(h) = (unsafe { env.map_arg("perf_event_output", map) }) else { return 0 };
-    let Some(perf) = h.map.as_any().downcast_ref::<crate::maps::PerfEventArrayMap>() else {
-        env.raise("perf_event_output", "map is not a perf_event_array");
-        return 0;
-    };
-    if !env.check_helper_mem("perf_event_output", data, size, Access::Read) {
-        return 0;
-    }
-    let index = match flags & INDEX_MASK {
-        CURRENT_CPU => env.cpu as u64,
-        i => i,
-    };
-    if index >= h.max_entries as u64 {
-        return errno(libc::E2BIG);
-    }
-    let ctx_len = (flags >> 32) as usize;
-    // SAFETY: checked above or proven by the verifier.
-    let mut record = unsafe { std::slice::from_raw_parts(data as *const u8, size as usize) }.to_vec();
-    if ctx_len > 0 && ctx == env.ctx as u64 {
-        // SAFETY: ctx is this run's XDP context (checked just above).
-        let md = unsafe { (*(ctx as *const crate::context::XdpContext)).md };
-        let pkt_len = (md.data_end - md.data) as usize;
-        if ctx_len > pkt_len {
-            return errno(libc::EFAULT);
-        }
-        // SAFETY: [data, data + ctx_len) lies inside the packet.
-        record.extend_from_slice(unsafe { std::slice::from_raw_parts(md.data as usize as *const u8, ctx_len) });
-    }
-    match perf.output(index as u32, record) {
-        Ok(()) => 0,
-        Err(e) => e.errno() as u64,
     }
 }

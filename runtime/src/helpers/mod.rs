@@ -9,6 +9,7 @@ mod csum;
 mod maps;
 mod misc;
 mod names;
+mod perf;
 mod xdp;
 
 use crate::vm::env::RunEnv;
@@ -58,7 +59,7 @@ helpers! {
     8 => "get_smp_processor_id", misc::get_smp_processor_id;
     12 => "tail_call", control::tail_call;
     23 => "redirect", xdp::redirect;
-    25 => "perf_event_output", misc::perf_event_output;
+    25 => "perf_event_output", perf::perf_event_output;
     28 => "csum_diff", csum::csum_diff;
     44 => "xdp_adjust_head", xdp::xdp_adjust_head;
     51 => "redirect_map", xdp::redirect_map;

@@ -14,7 +14,11 @@ const XDP_REDIRECT: u64 = 4;
 ///
 /// # Safety
 /// `env` is live; in trusted runs `ctx` is the run's `XdpContext` (verifier: PTR_TO_CTX).
-unsafe fn xdp_ctx<'a>(env: &mut RunEnv, helper: &'static str, ctx: u64) -> Option<&'a mut XdpContext> {
+unsafe fn xdp_ctx<'a>(
+    env: &mut RunEnv,
+    helper: &'static str,
+    ctx: u64,
+) -> Option<&'a mut XdpContext> {
     if env.checked && ctx != env.ctx as u64 {
         env.raise(helper, format!("{ctx:#x} is not the program context"));
         return None;
@@ -39,11 +43,20 @@ fn refresh_packet_region(env: &mut RunEnv, ctx: &XdpContext) {
 }
 
 /// `long bpf_xdp_adjust_head(ctx, delta)`.
-pub(super) unsafe extern "C" fn xdp_adjust_head(ctx: u64, delta: u64, _: u64, _: u64, _: u64, env: *mut RunEnv) -> u64 {
+pub(super) unsafe extern "C" fn xdp_adjust_head(
+    ctx: u64,
+    delta: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    env: *mut RunEnv,
+) -> u64 {
     // SAFETY: engines pass their live, exclusively borrowed RunEnv.
     let env = unsafe { &mut *env };
     // SAFETY: see xdp_ctx.
-    let Some(c) = (unsafe { xdp_ctx(env, "xdp_adjust_head", ctx) }) else { return 0 };
+    let Some(c) = (unsafe { xdp_ctx(env, "xdp_adjust_head", ctx) }) else {
+        return 0;
+    };
     let offset = delta as i32 as i64;
     let metalen = (c.md.data - c.md.data_meta) as i64;
     let data_start = (c.frame_start + XDP_FRAME_STRUCT_SIZE as u64) as i64 + metalen;
@@ -68,11 +81,20 @@ pub(super) unsafe extern "C" fn xdp_adjust_head(ctx: u64, delta: u64, _: u64, _:
 }
 
 /// `long bpf_xdp_adjust_meta(ctx, delta)`.
-pub(super) unsafe extern "C" fn xdp_adjust_meta(ctx: u64, delta: u64, _: u64, _: u64, _: u64, env: *mut RunEnv) -> u64 {
+pub(super) unsafe extern "C" fn xdp_adjust_meta(
+    ctx: u64,
+    delta: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    env: *mut RunEnv,
+) -> u64 {
     // SAFETY: engines pass their live, exclusively borrowed RunEnv.
     let env = unsafe { &mut *env };
     // SAFETY: see xdp_ctx.
-    let Some(c) = (unsafe { xdp_ctx(env, "xdp_adjust_meta", ctx) }) else { return 0 };
+    let Some(c) = (unsafe { xdp_ctx(env, "xdp_adjust_meta", ctx) }) else {
+        return 0;
+    };
     let meta = c.md.data_meta as i64 + delta as i32 as i64;
     let frame_end = (c.frame_start + XDP_FRAME_STRUCT_SIZE as u64) as i64;
     if meta < frame_end || meta > c.md.data as i64 {
@@ -88,11 +110,20 @@ pub(super) unsafe extern "C" fn xdp_adjust_meta(ctx: u64, delta: u64, _: u64, _:
 }
 
 /// `long bpf_xdp_adjust_tail(ctx, delta)`.
-pub(super) unsafe extern "C" fn xdp_adjust_tail(ctx: u64, delta: u64, _: u64, _: u64, _: u64, env: *mut RunEnv) -> u64 {
+pub(super) unsafe extern "C" fn xdp_adjust_tail(
+    ctx: u64,
+    delta: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    env: *mut RunEnv,
+) -> u64 {
     // SAFETY: engines pass their live, exclusively borrowed RunEnv.
     let env = unsafe { &mut *env };
     // SAFETY: see xdp_ctx.
-    let Some(c) = (unsafe { xdp_ctx(env, "xdp_adjust_tail", ctx) }) else { return 0 };
+    let Some(c) = (unsafe { xdp_ctx(env, "xdp_adjust_tail", ctx) }) else {
+        return 0;
+    };
     let offset = delta as i32 as i64;
     let data_end = c.md.data_end as i64 + offset;
     if data_end > c.hard_end() as i64 || data_end < c.md.data as i64 + ETH_HLEN as i64 {
@@ -109,7 +140,15 @@ pub(super) unsafe extern "C" fn xdp_adjust_tail(ctx: u64, delta: u64, _: u64, _:
 
 /// Validates `[offset, offset+len)` against the packet and `buf` against the program's memory;
 /// returns the packet address, or the helper's return value on failure.
-fn packet_span(env: &mut RunEnv, helper: &'static str, c: &XdpContext, offset: u64, buf: u64, len: u64, buf_access: Access) -> Result<u64, u64> {
+fn packet_span(
+    env: &mut RunEnv,
+    helper: &'static str,
+    c: &XdpContext,
+    offset: u64,
+    buf: u64,
+    len: u64,
+    buf_access: Access,
+) -> Result<u64, u64> {
     let pkt_len = (c.md.data_end - c.md.data) as u64;
     if len == 0 || offset.checked_add(len).is_none_or(|end| end > pkt_len) {
         return Err(EINVAL);
@@ -121,12 +160,29 @@ fn packet_span(env: &mut RunEnv, helper: &'static str, c: &XdpContext, offset: u
 }
 
 /// `long bpf_xdp_load_bytes(ctx, offset, buf, len)`.
-pub(super) unsafe extern "C" fn xdp_load_bytes(ctx: u64, offset: u64, buf: u64, len: u64, _: u64, env: *mut RunEnv) -> u64 {
+pub(super) unsafe extern "C" fn xdp_load_bytes(
+    ctx: u64,
+    offset: u64,
+    buf: u64,
+    len: u64,
+    _: u64,
+    env: *mut RunEnv,
+) -> u64 {
     // SAFETY: engines pass their live, exclusively borrowed RunEnv.
     let env = unsafe { &mut *env };
     // SAFETY: see xdp_ctx.
-    let Some(c) = (unsafe { xdp_ctx(env, "xdp_load_bytes", ctx) }) else { return 0 };
-    match packet_span(env, "xdp_load_bytes", c, offset as u32 as u64, buf, len as u32 as u64, Access::Write) {
+    let Some(c) = (unsafe { xdp_ctx(env, "xdp_load_bytes", ctx) }) else {
+        return 0;
+    };
+    match packet_span(
+        env,
+        "xdp_load_bytes",
+        c,
+        offset as u32 as u64,
+        buf,
+        len as u32 as u64,
+        Access::Write,
+    ) {
         Ok(src) => {
             // SAFETY: both ranges validated by packet_span.
             unsafe { std::ptr::copy(src as *const u8, buf as *mut u8, len as u32 as usize) };
@@ -137,12 +193,29 @@ pub(super) unsafe extern "C" fn xdp_load_bytes(ctx: u64, offset: u64, buf: u64, 
 }
 
 /// `long bpf_xdp_store_bytes(ctx, offset, buf, len)`.
-pub(super) unsafe extern "C" fn xdp_store_bytes(ctx: u64, offset: u64, buf: u64, len: u64, _: u64, env: *mut RunEnv) -> u64 {
+pub(super) unsafe extern "C" fn xdp_store_bytes(
+    ctx: u64,
+    offset: u64,
+    buf: u64,
+    len: u64,
+    _: u64,
+    env: *mut RunEnv,
+) -> u64 {
     // SAFETY: engines pass their live, exclusively borrowed RunEnv.
     let env = unsafe { &mut *env };
     // SAFETY: see xdp_ctx.
-    let Some(c) = (unsafe { xdp_ctx(env, "xdp_store_bytes", ctx) }) else { return 0 };
-    match packet_span(env, "xdp_store_bytes", c, offset as u32 as u64, buf, len as u32 as u64, Access::Read) {
+    let Some(c) = (unsafe { xdp_ctx(env, "xdp_store_bytes", ctx) }) else {
+        return 0;
+    };
+    match packet_span(
+        env,
+        "xdp_store_bytes",
+        c,
+        offset as u32 as u64,
+        buf,
+        len as u32 as u64,
+        Access::Read,
+    ) {
         Ok(dst) => {
             // SAFETY: both ranges validated by packet_span.
             unsafe { std::ptr::copy(buf as *const u8, dst as *mut u8, len as u32 as usize) };
@@ -153,24 +226,45 @@ pub(super) unsafe extern "C" fn xdp_store_bytes(ctx: u64, offset: u64, buf: u64,
 }
 
 /// `long bpf_redirect(ifindex, flags)` (XDP flavour).
-pub(super) unsafe extern "C" fn redirect(ifindex: u64, flags: u64, _: u64, _: u64, _: u64, env: *mut RunEnv) -> u64 {
+pub(super) unsafe extern "C" fn redirect(
+    ifindex: u64,
+    flags: u64,
+    _: u64,
+    _: u64,
+    _: u64,
+    env: *mut RunEnv,
+) -> u64 {
     if flags != 0 {
         return XDP_ABORTED;
     }
     // SAFETY: engines pass their live, exclusively borrowed RunEnv.
-    unsafe { (*env).redirect = Redirect::Ifindex { ifindex: ifindex as u32, flags } };
+    unsafe {
+        (*env).redirect = Redirect::Ifindex {
+            ifindex: ifindex as u32,
+            flags,
+        }
+    };
     XDP_REDIRECT
 }
 
 /// `long bpf_redirect_map(map, key, flags)`: the low two flag bits are the verdict when the
 /// key has no target, as in the kernel.
-pub(super) unsafe extern "C" fn redirect_map(map: u64, key: u64, flags: u64, _: u64, _: u64, env: *mut RunEnv) -> u64 {
+pub(super) unsafe extern "C" fn redirect_map(
+    map: u64,
+    key: u64,
+    flags: u64,
+    _: u64,
+    _: u64,
+    env: *mut RunEnv,
+) -> u64 {
     const ACTION_MASK: u64 = 3;
     const BROADCAST_FLAGS: u64 = 8 | 16;
     // SAFETY: engines pass their live, exclusively borrowed RunEnv.
     let env = unsafe { &mut *env };
     // SAFETY: map argument proven by the verifier or checked.
-    let Some(h) = (unsafe { env.map_arg("redirect_map", map) }) else { return 0 };
+    let Some(h) = (unsafe { env.map_arg("redirect_map", map) }) else {
+        return 0;
+    };
     if flags & !(ACTION_MASK | BROADCAST_FLAGS) != 0 {
         return XDP_ABORTED;
     }
@@ -179,6 +273,10 @@ pub(super) unsafe extern "C" fn redirect_map(map: u64, key: u64, flags: u64, _: 
         env.redirect = Redirect::None;
         return flags & ACTION_MASK;
     }
-    env.redirect = Redirect::Map { map, key: key32, flags };
+    env.redirect = Redirect::Map {
+        map,
+        key: key32,
+        flags,
+    };
     XDP_REDIRECT
 }

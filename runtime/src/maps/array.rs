@@ -128,7 +128,11 @@ impl Map for ArrayMap {
         let mut out = vec![0u8; self.spec.value_size as usize];
         // SAFETY: element i lies inside storage and holds value_size bytes.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.storage.at(i * self.stride), out.as_mut_ptr(), out.len())
+            std::ptr::copy_nonoverlapping(
+                self.storage.at(i * self.stride),
+                out.as_mut_ptr(),
+                out.len(),
+            )
         };
         Ok(out)
     }
@@ -138,7 +142,9 @@ impl Map for ArrayMap {
         let i = index(&self.spec, key).ok_or(MapError::TooBig)?;
         let n = (self.spec.value_size as usize).min(value.len());
         // SAFETY: element i lies inside storage and holds value_size >= n bytes.
-        unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), self.storage.at(i * self.stride), n) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(value.as_ptr(), self.storage.at(i * self.stride), n)
+        };
         Ok(())
     }
 
@@ -179,7 +185,8 @@ impl PerCpuArrayMap {
     }
 
     fn slot(&self, i: u64, cpu: u32) -> *mut u8 {
-        self.storage.at((i * self.ncpus as u64 + cpu as u64) * self.stride)
+        self.storage
+            .at((i * self.ncpus as u64 + cpu as u64) * self.stride)
     }
 }
 
@@ -214,9 +221,12 @@ impl Map for PerCpuArrayMap {
         let i = index(&self.spec, key).ok_or(MapError::NotFound)?;
         let mut out = vec![0u8; (self.stride * self.ncpus as u64) as usize];
         for cpu in 0..self.ncpus {
-            let dst = &mut out[(cpu as u64 * self.stride) as usize..][..self.spec.value_size as usize];
+            let dst =
+                &mut out[(cpu as u64 * self.stride) as usize..][..self.spec.value_size as usize];
             // SAFETY: the slot holds value_size bytes.
-            unsafe { std::ptr::copy_nonoverlapping(self.slot(i, cpu), dst.as_mut_ptr(), dst.len()) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(self.slot(i, cpu), dst.as_mut_ptr(), dst.len())
+            };
         }
         Ok(out)
     }
@@ -233,7 +243,8 @@ impl Map for PerCpuArrayMap {
             )));
         }
         for cpu in 0..self.ncpus {
-            let src = &value[(cpu as u64 * self.stride) as usize..][..self.spec.value_size as usize];
+            let src =
+                &value[(cpu as u64 * self.stride) as usize..][..self.spec.value_size as usize];
             // SAFETY: the slot holds value_size bytes.
             unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.slot(i, cpu), src.len()) };
         }

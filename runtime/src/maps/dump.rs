@@ -42,7 +42,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 /// Bytes of a hex string (whitespace ignored); `None` if it is not hex.
 pub fn from_hex(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits

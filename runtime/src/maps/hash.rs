@@ -81,7 +81,10 @@ impl HashMap {
                 return Err(MapError::Exists);
             }
             // The kernel replaces the element with a fresh one (old readers keep the old value).
-            let mut fresh = t.slots[i].as_ref().map(|s| s.value.clone()).unwrap_or_default();
+            let mut fresh = t.slots[i]
+                .as_ref()
+                .map(|s| s.value.clone())
+                .unwrap_or_default();
             fill(as_bytes_mut(&mut fresh));
             let slot = t.slots[i].as_mut().ok_or(MapError::NotFound)?;
             let old = std::mem::replace(&mut slot.value, fresh);
@@ -170,7 +173,9 @@ impl Map for HashMap {
     fn update(&self, key: &[u8], value: &[u8], f: u64, cpu: u32) -> Result<(), MapError> {
         let n = (self.spec.value_size as usize).min(value.len());
         let offset = (cpu % self.ncpus) as usize * self.stride as usize;
-        self.upsert(key, f, |dst| dst[offset..offset + n].copy_from_slice(&value[..n]))
+        self.upsert(key, f, |dst| {
+            dst[offset..offset + n].copy_from_slice(&value[..n])
+        })
     }
 
     fn delete(&self, key: &[u8]) -> Result<(), MapError> {

@@ -31,7 +31,9 @@ impl ProgArrayMap {
         let n = spec.max_entries as usize;
         ProgArrayMap {
             spec,
-            slots: (0..n).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect(),
+            slots: (0..n)
+                .map(|_| AtomicPtr::new(std::ptr::null_mut()))
+                .collect(),
             owners: Mutex::new(vec![None; n]),
         }
     }

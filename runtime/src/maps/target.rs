@@ -80,7 +80,9 @@ impl Map for TargetArrayMap {
 
     fn update(&self, _: &[u8], _: &[u8], _: u64, _: u32) -> Result<(), MapError> {
         // The kernel does not let programs update these maps.
-        Err(MapError::Unsupported(super::types::name(self.spec.map_type)))
+        Err(MapError::Unsupported(super::types::name(
+            self.spec.map_type,
+        )))
     }
 
     fn delete(&self, key: &[u8]) -> Result<(), MapError> {
@@ -107,18 +109,29 @@ impl Map for TargetArrayMap {
     fn write(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), MapError> {
         let i = index_of(&self.spec, key)?;
         if value.len() != self.spec.value_size as usize {
-            return Err(MapError::Invalid(format!("value must be {} bytes", self.spec.value_size)));
+            return Err(MapError::Invalid(format!(
+                "value must be {} bytes",
+                self.spec.value_size
+            )));
         }
         let mut slots = self.slots.lock();
         match flags {
             super::flags::BPF_NOEXIST if slots[i].is_some() => return Err(MapError::Exists),
             super::flags::BPF_EXIST if slots[i].is_none() => return Err(MapError::NotFound),
-            f if f > super::flags::BPF_EXIST => return Err(MapError::Invalid(format!("flags {f:#x}"))),
+            f if f > super::flags::BPF_EXIST => {
+                return Err(MapError::Invalid(format!("flags {f:#x}")))
+            }
             _ => {}
         }
         let mut words = vec![0u64; value.len().div_ceil(8)].into_boxed_slice();
         // SAFETY: `words` has at least value.len() bytes.
-        unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), words.as_mut_ptr().cast::<u8>(), value.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                value.as_ptr(),
+                words.as_mut_ptr().cast::<u8>(),
+                value.len(),
+            )
+        };
         if let Some(old) = slots[i].replace(words) {
             self.retired.lock().push(old);
         }
@@ -168,7 +181,11 @@ impl PerfEventArrayMap {
     /// Appends a record to slot `index`: `Err(NotFound)` without a reader, `TooBig` past the end.
     pub fn output(&self, index: u32, record: Vec<u8>) -> Result<(), MapError> {
         let r = self.readers.lock();
-        let reader = r.get(index as usize).ok_or(MapError::TooBig)?.as_ref().ok_or(MapError::NotFound)?;
+        let reader = r
+            .get(index as usize)
+            .ok_or(MapError::TooBig)?
+            .as_ref()
+            .ok_or(MapError::NotFound)?;
         let mut q = reader.lock();
         if q.len() >= PERF_READER_CAPACITY {
             q.pop_front();
@@ -193,7 +210,10 @@ impl Map for PerfEventArrayMap {
 
     fn delete(&self, key: &[u8]) -> Result<(), MapError> {
         let i = index_of(&self.spec, key)?;
-        self.readers.lock()[i].take().map(|_| ()).ok_or(MapError::NotFound)
+        self.readers.lock()[i]
+            .take()
+            .map(|_| ())
+            .ok_or(MapError::NotFound)
     }
 
     fn next_key(&self, key: Option<&[u8]>) -> Result<Option<Vec<u8>>, MapError> {
@@ -207,7 +227,9 @@ impl Map for PerfEventArrayMap {
     }
 
     fn write(&self, _: &[u8], _: &[u8], _: u64) -> Result<(), MapError> {
-        Err(MapError::Unsupported("perf_event_array (use PerfEventArrayMap::attach)"))
+        Err(MapError::Unsupported(
+            "perf_event_array (use PerfEventArrayMap::attach)",
+        ))
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -47,11 +47,8 @@ pub struct RunEnv {
 }
 
 /// Signature of the engine hook that runs a callback function of the current program.
-pub type CallbackFn = unsafe fn(
-    env: *mut RunEnv,
-    func: u64,
-    args: [u64; 5],
-) -> Result<u64, VmError>;
+pub type CallbackFn =
+    unsafe fn(env: *mut RunEnv, func: u64, args: [u64; 5]) -> Result<u64, VmError>;
 
 /// The redirect target a program selected (`bpf_redirect*`), consumed by the datapath.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

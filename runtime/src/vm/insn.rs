@@ -306,7 +306,7 @@ pub enum DecodeError {
 
 /// Splits raw bytes into instruction slots without validating semantics.
 pub fn decode_raw(bytes: &[u8]) -> Result<Vec<Insn>, DecodeError> {
-    if bytes.len() % INSN_SIZE != 0 {
+    if !bytes.len().is_multiple_of(INSN_SIZE) {
         return Err(DecodeError::BadLength { len: bytes.len() });
     }
     Ok(bytes

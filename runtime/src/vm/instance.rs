@@ -131,6 +131,8 @@ struct Shared {
     object_bytes: Option<Arc<[u8]>>,
     options: VmOptions,
     maps: Vec<Arc<dyn Map>>,
+    /// Boxed on purpose: programs hold each handle's address, so a handle must never move.
+    #[allow(clippy::vec_box)]
     handles: Vec<Box<MapHandle>>,
     /// Programs compiled so far (entry and tail-call targets), by name.
     programs: Mutex<StdHashMap<String, Arc<LoadedProgram>>>,
@@ -249,7 +251,9 @@ impl Vm {
             insns[r.insn + 1].imm = (value >> 32) as u32 as i32;
         }
         // A PSEUDO_FUNC left by the loader keeps its relative encoding; engines resolve it.
-        debug_assert!(insns.iter().all(|i| !i.is_ld_imm64() || i.src == 0 || i.src == PSEUDO_FUNC));
+        debug_assert!(insns
+            .iter()
+            .all(|i| !i.is_ld_imm64() || i.src == 0 || i.src == PSEUDO_FUNC));
         let prepared = PreparedProgram::new(p.name.clone(), p.prog_type, insns)?;
         let jit = match shared.options.engine {
             Engine::Interpreter => None,
@@ -309,7 +313,14 @@ impl Vm {
                     let spec = self.shared.spec.program(program).ok_or_else(|| {
                         LoadError::NoSuchProgram {
                             name: program.to_string(),
-                            available: self.shared.spec.programs.iter().map(|p| p.name.clone()).collect::<Vec<_>>().join(", "),
+                            available: self
+                                .shared
+                                .spec
+                                .programs
+                                .iter()
+                                .map(|p| p.name.clone())
+                                .collect::<Vec<_>>()
+                                .join(", "),
                         }
                     })?;
                     let loaded = Self::compile(&self.shared, spec)?;
@@ -331,7 +342,11 @@ impl Vm {
             .and_then(|m| m.as_any().downcast_ref::<ProgArrayMap>())
             .ok_or_else(|| LoadError::NoSuchProgram {
                 name: format!("prog_array map {map}"),
-                available: self.maps().map(|(n, _)| n.to_string()).collect::<Vec<_>>().join(", "),
+                available: self
+                    .maps()
+                    .map(|(n, _)| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })?;
         let ptr = Arc::as_ptr(&target) as *const c_void;
         array
@@ -362,7 +377,11 @@ impl Vm {
                         start,
                         len,
                         writable,
-                        kind: if writable { RegionKind::MapValue } else { RegionKind::ReadOnly },
+                        kind: if writable {
+                            RegionKind::MapValue
+                        } else {
+                            RegionKind::ReadOnly
+                        },
                     });
                 }
             }
@@ -443,7 +462,11 @@ impl Runner {
                 kind: RegionKind::Context,
             });
         }
-        let (r1, r2) = if len == 0 { (0, 0) } else { (ptr as u64, len as u64) };
+        let (r1, r2) = if len == 0 {
+            (0, 0)
+        } else {
+            (ptr as u64, len as u64)
+        };
         let r0 = self.dispatch(r1, r2)?;
         self.after_run();
         Ok(r0)
@@ -483,7 +506,7 @@ impl Runner {
 
     fn after_run(&mut self) {
         self.runs += 1;
-        if self.runs % QUIESCE_EVERY == 0 {
+        if self.runs.is_multiple_of(QUIESCE_EVERY) {
             self.quiesce();
         }
     }

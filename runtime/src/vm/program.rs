@@ -72,19 +72,22 @@ impl PreparedProgram {
             let i = insns[pc];
             if i.op == BPF_JMP | BPF_CALL {
                 match i.src {
-                    CALL_HELPER => {
-                        if helpers::get(i.imm).is_none() {
-                            return Err(PrepareError::UnknownHelper {
-                                program: name,
-                                insn: pc,
-                                id: i.imm,
-                            });
-                        }
+                    CALL_HELPER if helpers::get(i.imm).is_none() => {
+                        return Err(PrepareError::UnknownHelper {
+                            program: name,
+                            insn: pc,
+                            id: i.imm,
+                        });
                     }
                     CALL_LOCAL => {
                         functions.push((pc as i64 + 1 + i.imm as i64) as usize);
                     }
-                    CALL_KFUNC => return Err(PrepareError::Kfunc { program: name, insn: pc }),
+                    CALL_KFUNC => {
+                        return Err(PrepareError::Kfunc {
+                            program: name,
+                            insn: pc,
+                        })
+                    }
                     _ => {}
                 }
             }
@@ -114,7 +117,11 @@ impl PreparedProgram {
     /// Instruction range `[start, end)` of function `f`.
     pub fn function_range(&self, f: usize) -> std::ops::Range<usize> {
         let start = self.functions[f];
-        let end = self.functions.get(f + 1).copied().unwrap_or(self.insns.len());
+        let end = self
+            .functions
+            .get(f + 1)
+            .copied()
+            .unwrap_or(self.insns.len());
         start..end
     }
 
