@@ -16,4 +16,5 @@ pub mod helpers;
 pub mod kernel;
 pub mod maps;
 pub mod object;
+pub mod skb;
 pub mod vm;

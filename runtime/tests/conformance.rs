@@ -642,6 +642,124 @@ fn hand_cases() -> Vec<Case> {
             6,
         )
         .no_kernel(),
+        // ---- callbacks through bpf_loop (181). The kernel wants BTF func_info for
+        // PSEUDO_FUNC loads, which raw instructions cannot carry, so these are userspace-only.
+        ok(
+            "bpf_loop_sums_index",
+            "
+            stdw [r10-8], 0
+            mov64 r6, 77
+            mov64 r1, 10
+            ldfunc r2, cb
+            mov64 r3, r10
+            add64 r3, -8
+            mov64 r4, 0
+            call 181
+            ldxdw r2, [r10-8]
+            lsh64 r0, 32
+            or64 r0, r2
+            jeq r6, 77, good
+            mov64 r0, -1
+        good:
+            exit
+        cb:
+            mov64 r6, 0
+            ldxdw r3, [r2+0]
+            add64 r3, r1
+            stxdw [r2+0], r3
+            mov64 r0, 0
+            exit
+            ",
+            (10 << 32) | 45,
+        )
+        .no_kernel(),
+        ok(
+            "bpf_loop_early_stop",
+            "
+            stdw [r10-8], 0
+            mov64 r1, 100
+            ldfunc r2, cb
+            mov64 r3, r10
+            add64 r3, -8
+            mov64 r4, 0
+            call 181
+            ldxdw r2, [r10-8]
+            lsh64 r0, 32
+            or64 r0, r2
+            exit
+        cb:
+            ldxdw r3, [r2+0]
+            add64 r3, r1
+            stxdw [r2+0], r3
+            mov64 r0, 0
+            jne r1, 3, out
+            mov64 r0, 1
+        out:
+            exit
+            ",
+            (4 << 32) | 6,
+        )
+        .no_kernel(),
+        ok(
+            "bpf_loop_callback_calls_subprog",
+            "
+            stdw [r10-8], 0
+            mov64 r1, 4
+            ldfunc r2, cb
+            mov64 r3, r10
+            add64 r3, -8
+            mov64 r4, 0
+            call 181
+            ldxdw r0, [r10-8]
+            exit
+        cb:
+            mov64 r6, r2
+            call sq
+            ldxdw r3, [r6+0]
+            add64 r3, r0
+            stxdw [r6+0], r3
+            mov64 r0, 0
+            exit
+        sq:
+            mov64 r0, r1
+            mul64 r0, r1
+            exit
+            ",
+            14,
+        )
+        .no_kernel(),
+        ok(
+            "bpf_loop_callback_own_frame",
+            "
+            stdw [r10-8], 5
+            mov64 r1, 1
+            ldfunc r2, cb
+            mov64 r3, 0
+            mov64 r4, 0
+            call 181
+            ldxdw r0, [r10-8]
+            exit
+        cb:
+            stdw [r10-8], 9
+            mov64 r0, 0
+            exit
+            ",
+            5,
+        )
+        .no_kernel(),
+        fault(
+            "bpf_loop_callback_depth",
+            "
+        f:
+            mov64 r1, 1
+            ldfunc r2, f
+            mov64 r3, 0
+            mov64 r4, 0
+            call 181
+            exit
+            ",
+            Fault::CallDepth,
+        ),
         // ---- faults (the kernel verifier refuses all of these) ----
         fault("oob_stack_underflow", "ldxdw r0, [r10-4104]\nexit", Fault::OutOfBounds(Access::Read)),
         fault("oob_write_at_r10", "stb [r10+0], 1\nmov64 r0, 0\nexit", Fault::OutOfBounds(Access::Write)),

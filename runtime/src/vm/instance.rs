@@ -24,6 +24,7 @@ use crate::context::{XdpAction, XdpFrame, XDP_MD_SIZE};
 use crate::kernel::KernelError;
 use crate::maps::{self, CreateError, Map, MapHandle, ProgArrayMap};
 use crate::object::spec::{MapRefKind, ObjectSpec, ProgramSpec};
+use crate::skb::{self, SkbFrame, SK_BUFF_SIZE};
 
 /// Which engine executes the program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -446,6 +447,39 @@ impl Runner {
             retval: r0,
             redirect: self.env.redirect,
         })
+    }
+
+    /// Runs a TC/socket program on an skb frame; returns r0 (`TC_ACT_OK` = 0, `SHOT` = 2, ...).
+    pub fn run_skb(&mut self, frame: &mut SkbFrame) -> Result<u64, VmError> {
+        self.env.begin_run();
+        let ctx = frame.skb_ptr();
+        self.env.ctx = ctx.cast();
+        if self.env.checked {
+            let skb = *frame.skb();
+            self.env.memory.add(Region {
+                start: ctx as u64,
+                len: SK_BUFF_SIZE as u64,
+                writable: false,
+                kind: RegionKind::Context,
+            });
+            for (start, end) in skb::writable_ranges() {
+                self.env.memory.add(Region {
+                    start: ctx as u64 + start as u64,
+                    len: (end - start) as u64,
+                    writable: true,
+                    kind: RegionKind::Context,
+                });
+            }
+            self.env.memory.add(Region {
+                start: skb.data_meta as u64,
+                len: (skb.data_end - skb.data_meta) as u64,
+                writable: true,
+                kind: RegionKind::Packet,
+            });
+        }
+        let r0 = self.dispatch(ctx as u64, 0)?;
+        self.after_run();
+        Ok(r0)
     }
 
     /// Runs the program with r1 pointing to `mem` and r2 = its length (uBPF/rbpf-style raw

@@ -67,7 +67,7 @@ use cranelift_module::{FuncId, Linkage, Module};
 
 use super::env::RunEnv;
 use super::error::VmError;
-use super::insn::{MAX_CALL_FRAMES, STACK_SIZE};
+use super::insn::{BPF_CALL, BPF_JMP, CALL_HELPER, MAX_CALL_FRAMES, STACK_SIZE};
 use super::memory::{Region, RegionKind};
 use super::program::PreparedProgram;
 
@@ -138,6 +138,9 @@ pub struct JitProgram {
     code: Vec<JitFn>,
     /// Whether the code checks memory accesses.
     guarded: bool,
+    /// Whether generated code reads the [`rt::RunState`] (guarded calls, callback helpers);
+    /// when not, `run` skips setting it up.
+    needs_state: bool,
     /// Keeps `code` alive.
     _memory: CodeMemory,
 }
@@ -234,10 +237,16 @@ impl JitProgram {
                 unsafe { std::mem::transmute::<*const u8, JitFn>(p) }
             })
             .collect();
+        let calls_back = prog.insns.iter().any(|i| {
+            i.op == BPF_JMP | BPF_CALL
+                && i.src == CALL_HELPER
+                && translate_call::CALLBACK_HELPERS.contains(&i.imm)
+        });
         Ok(JitProgram {
             entries: prog.functions.clone(),
             code,
             guarded: opts.guarded,
+            needs_state: opts.guarded || calls_back,
             _memory: CodeMemory(Some(module)),
         })
     }
@@ -259,6 +268,9 @@ impl JitProgram {
     /// Unless compiled with `guarded`, the program must have been proven safe (kernel verifier)
     /// for the memory described by `env`.
     pub unsafe fn run(&self, env: &mut RunEnv, r1: u64, r2: u64) -> Result<u64, VmError> {
+        if !self.needs_state {
+            return unsafe { self.run_trusted(env, r1, r2) };
+        }
         let mut stack = MaybeUninit::<[u64; STACK_BYTES / 8]>::uninit();
         let stack_lo = stack.as_mut_ptr() as u64;
         let stack_hi = stack_lo + STACK_BYTES as u64;
@@ -295,6 +307,29 @@ impl JitProgram {
         if self.guarded {
             remove_region(env, stack_region);
         }
+        if env.fault_flag != 0 {
+            return Err(rt::take_fault(env));
+        }
+        Ok(r0)
+    }
+}
+
+impl JitProgram {
+    /// The fast path of [`JitProgram::run`] for trusted code that never reads the run state:
+    /// only the stack buffer and the flags.
+    ///
+    /// # Safety
+    /// As [`JitProgram::run`].
+    #[inline]
+    unsafe fn run_trusted(&self, env: &mut RunEnv, r1: u64, r2: u64) -> Result<u64, VmError> {
+        let mut stack = MaybeUninit::<[u64; STACK_BYTES / 8]>::uninit();
+        let stack_hi = stack.as_mut_ptr() as u64 + STACK_BYTES as u64;
+        // Generated code unwinds as soon as either flag is set, so both must start clear.
+        env.fault_flag = 0;
+        env.tail_call_pending = 0;
+        let main = self.code[0];
+        // SAFETY: as in `run`; no code of this program reads `callback_data`.
+        let r0 = unsafe { main(r1, r2, 0, 0, 0, env as *mut RunEnv, stack_hi) };
         if env.fault_flag != 0 {
             return Err(rt::take_fault(env));
         }

@@ -16,7 +16,7 @@ use crate::vm::insn::{Insn, CALL_HELPER, CALL_LOCAL, STACK_SIZE};
 /// Helpers that may call back into the program (`for_each_map_elem`, `timer_set_callback`,
 /// `find_vma`, `loop`, `user_ringbuf_drain`): the caller's frame is published before them so
 /// the callback gets the frame below it.
-const CALLBACK_HELPERS: [i32; 5] = [164, 170, 180, 181, 209];
+pub(super) const CALLBACK_HELPERS: [i32; 5] = [164, 170, 180, 181, 209];
 
 impl Translator<'_> {
     /// Translates a call instruction.
