@@ -1,1 +1,180 @@
-fn main() {}
+//! Per-packet execution time of the same programs on the same packets, in every engine:
+//! our interpreter and JIT, rbpf's interpreter and JIT (where rbpf can run the program: no
+//! maps, helpers or bpf-to-bpf calls), and the kernel JIT (`BPF_PROG_TEST_RUN` durations minus
+//! those of an empty program measured in the same iteration).
+//!
+//! `cargo bench -p userxdp-bench --bench vm` (root for the kernel leg). Everything runs on
+//! CPU 0. The `compare` tool gives the same figures as ratios taken in one run.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use userxdp_bench::packets;
+use userxdp_runtime::context::{LowMemory, XdpFrame};
+use userxdp_runtime::kernel::{self, Oracle};
+use userxdp_runtime::object;
+use userxdp_runtime::vm::instance::{Engine, SafetyPolicy, Vm, VmOptions};
+
+/// Programs measured: parser-style, map-heavy, calls, and the trivial floor.
+const PROGRAMS: &[&str] = &["xdp_pass", "xdp_tx", "xdp_parse", "xdp_maps", "xdp_calls"];
+/// Packets cycled through per program.
+const PACKETS: usize = 64;
+
+fn pin_cpu0() {
+    // SAFETY: cpu_set_t is plain data passed by pointer to the syscall.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn bench_engines(c: &mut Criterion) {
+    pin_cpu0();
+    let corpus = packets::corpus(0xbe7c, PACKETS);
+    let kernel_ok = kernel::probe().is_ok();
+    if !kernel_ok {
+        eprintln!("kernel leg skipped: {}", kernel::probe().unwrap_err());
+    }
+    for name in PROGRAMS {
+        let Some(bytes) = userxdp_programs::bytes(name) else {
+            continue;
+        };
+        let spec = object::parse(&bytes).expect("parse");
+        let program = spec.programs[0].name.clone();
+        let mut group = c.benchmark_group(format!("xdp/{name}"));
+        group.throughput(criterion::Throughput::Elements(1));
+
+        for (label, engine) in [
+            ("userxdp_interp", Engine::Interpreter),
+            ("userxdp_jit", Engine::Jit),
+        ] {
+            let safety = if kernel_ok {
+                SafetyPolicy::Kernel
+            } else {
+                SafetyPolicy::Guarded
+            };
+            let vm = Vm::new(
+                spec.clone(),
+                Some(&bytes),
+                Some(&program),
+                VmOptions {
+                    engine,
+                    safety,
+                    ..VmOptions::default()
+                },
+            )
+            .expect("load");
+            let mut runner = vm.runner(0);
+            let mut frame = XdpFrame::new().expect("frame");
+            group.bench_function(BenchmarkId::from_parameter(label), |b| {
+                // Like the kernel's `repeat`: each packet runs `repeat` times in one timed
+                // block (per-run clock reads would cost as much as a run).
+                b.iter_custom(|iters| {
+                    let repeat = (iters / PACKETS as u64).max(1);
+                    let mut total = Duration::ZERO;
+                    for p in &corpus {
+                        frame.load(p).expect("load");
+                        let start = Instant::now();
+                        for _ in 0..repeat {
+                            std::hint::black_box(runner.run_xdp(&mut frame).expect("run"));
+                        }
+                        total += start.elapsed();
+                    }
+                    total.mul_f64(iters as f64 / (repeat * PACKETS as u64) as f64)
+                })
+            });
+        }
+
+        bench_rbpf(
+            &mut group,
+            &spec.programs[0].insns,
+            &corpus,
+            !spec.maps.is_empty(),
+        );
+
+        if kernel_ok {
+            let oracle = Oracle::load(&bytes, None).expect("kernel load");
+            group.bench_function(BenchmarkId::from_parameter("kernel_jit"), |b| {
+                b.iter_custom(|iters| {
+                    // The kernel repeats one packet `repeat` times per call and reports the
+                    // mean; spread the iterations over the packet set.
+                    let repeat = (iters / PACKETS as u64).max(1) as u32;
+                    let empty = Oracle::empty_program_duration(repeat).expect("empty") as f64;
+                    let mut ns = 0f64;
+                    for p in &corpus {
+                        let r = oracle.test_run(&program, p, repeat).expect("test run");
+                        ns += (r.duration_ns as f64 - empty).max(0.0) * repeat as f64;
+                    }
+                    Duration::from_nanos(
+                        (ns * iters as f64 / (repeat as f64 * PACKETS as f64)) as u64,
+                    )
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+/// rbpf's interpreter and JIT, on programs it can run (no maps, helpers or local calls).
+fn bench_rbpf(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    insns: &[userxdp_runtime::vm::insn::Insn],
+    corpus: &[Vec<u8>],
+    has_maps: bool,
+) {
+    if has_maps {
+        return;
+    }
+    let code: Vec<u8> = insns.iter().flat_map(|i| i.to_bytes()).collect();
+    let Ok(mut vm) = rbpf::EbpfVmMbuff::new(Some(&code)) else {
+        return;
+    };
+    // rbpf reads `xdp_md.data`/`data_end` from the metadata buffer; 32-bit addresses work when
+    // the packet is below 4 GiB, as ours is.
+    let mut mem = LowMemory::new(4096).expect("low memory");
+    let mut mbuff = [0u8; 24];
+    let mut set = |mem: &mut LowMemory, mbuff: &mut [u8; 24], p: &[u8]| {
+        mem.as_mut_slice()[..p.len()].copy_from_slice(p);
+        let start = mem.as_ptr() as u64 as u32;
+        mbuff[0..4].copy_from_slice(&start.to_le_bytes());
+        mbuff[4..8].copy_from_slice(&(start + p.len() as u32).to_le_bytes());
+        mbuff[8..12].copy_from_slice(&start.to_le_bytes());
+        p.len()
+    };
+    let n = set(&mut mem, &mut mbuff, &corpus[0]);
+    if vm.execute_program(&mem.as_slice()[..n], &mbuff).is_err() {
+        eprintln!("rbpf cannot run this program; rbpf legs skipped");
+        return;
+    }
+    group.bench_function(BenchmarkId::from_parameter("rbpf_interp"), |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let n = set(&mut mem, &mut mbuff, &corpus[i % PACKETS]);
+            i += 1;
+            vm.execute_program(&mem.as_slice()[..n], &mbuff).ok()
+        })
+    });
+    if vm.jit_compile().is_ok() {
+        group.bench_function(BenchmarkId::from_parameter("rbpf_jit"), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                let n = set(&mut mem, &mut mbuff, &corpus[i % PACKETS]);
+                i += 1;
+                // SAFETY: rbpf's JIT reads only the packet and mbuff we built (the program was
+                // verified by rbpf and accesses only `data..data_end`).
+                unsafe {
+                    vm.execute_program_jit(&mut mem.as_mut_slice()[..n], &mut mbuff)
+                        .ok()
+                }
+            })
+        });
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    targets = bench_engines
+}
+criterion_main!(benches);

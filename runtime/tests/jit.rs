@@ -719,18 +719,3 @@ fn differential_against_interpreter() {
     }
 }
 
-#[test]
-fn tmp_bench() {
-    let prog = prepare(assemble("mov r0, 2\nexit").unwrap());
-    for guarded in [false] {
-        let jit = compile(&prog, guarded);
-        let mut env = RunEnv::default();
-        let n = 10_000_000u64;
-        let t = std::time::Instant::now();
-        let mut acc = 0;
-        for i in 0..n {
-            acc += unsafe { jit.run(&mut env, i, 0) }.unwrap();
-        }
-        eprintln!("guarded={guarded}: {:.2} ns/run ({acc})", t.elapsed().as_nanos() as f64 / n as f64);
-    }
-}

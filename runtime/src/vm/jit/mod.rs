@@ -269,6 +269,7 @@ impl JitProgram {
     /// for the memory described by `env`.
     pub unsafe fn run(&self, env: &mut RunEnv, r1: u64, r2: u64) -> Result<u64, VmError> {
         if !self.needs_state {
+            // SAFETY: same contract as this function.
             return unsafe { self.run_trusted(env, r1, r2) };
         }
         let mut stack = MaybeUninit::<[u64; STACK_BYTES / 8]>::uninit();
