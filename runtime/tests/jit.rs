@@ -719,3 +719,151 @@ fn differential_against_interpreter() {
     }
 }
 
+
+/// Random programs with stack loads, stores and atomics (and a local call that does the same
+/// on its own frame), compared with the interpreter.
+#[test]
+fn differential_memory_against_interpreter() {
+    let mut rng = Rng(0xdead_beef_cafe_f00d);
+    let fetch_ops = [
+        BPF_ADD as i32,
+        BPF_OR as i32,
+        BPF_AND as i32,
+        BPF_XOR as i32,
+        BPF_ADD as i32 | BPF_FETCH,
+        BPF_OR as i32 | BPF_FETCH,
+        BPF_AND as i32 | BPF_FETCH,
+        BPF_XOR as i32 | BPF_FETCH,
+        BPF_XCHG,
+        BPF_CMPXCHG,
+    ];
+    let sizes = [BPF_B, BPF_H, BPF_W, BPF_DW];
+    // One function body: fill the frame, random memory/ALU ops, fold the frame into r0.
+    let body = |rng: &mut Rng, insns: &mut Vec<Insn>, call_at: Option<usize>| {
+        for k in 1..=64i16 {
+            insns.push(Insn::new(BPF_ST | BPF_MEM | BPF_DW, 10, 0, -8 * k, rng.next() as i32));
+        }
+        for r in 0..10u8 {
+            let v = rng.next();
+            insns.push(Insn::new(BPF_LD | BPF_IMM | BPF_DW, r, 0, 0, v as u32 as i32));
+            insns.push(Insn::new(0, 0, 0, 0, (v >> 32) as u32 as i32));
+        }
+        let n = 60;
+        for i in 0..n {
+            if Some(i) == call_at {
+                insns.push(Insn::new(BPF_JMP | BPF_CALL, 0, CALL_LOCAL, 0, 0)); // patched
+                continue;
+            }
+            let r = rng.below(10) as u8;
+            let s = rng.below(10) as u8;
+            let size = sizes[rng.below(4) as usize];
+            let bytes: i16 = match size {
+                BPF_B => 1,
+                BPF_H => 2,
+                BPF_W => 4,
+                _ => 8,
+            };
+            let off = -(rng.below((512 - bytes as u64) / bytes as u64) as i16 + 1) * bytes;
+            let insn = match rng.below(8) {
+                0 => Insn::new(BPF_LDX | BPF_MEM | size, r, 10, off, 0),
+                1 if size != BPF_DW => Insn::new(BPF_LDX | BPF_MEMSX | size, r, 10, off, 0),
+                2 => Insn::new(BPF_STX | BPF_MEM | size, 10, s, off, 0),
+                3 => Insn::new(BPF_ST | BPF_MEM | size, 10, 0, off, rng.next() as i32),
+                4 => {
+                    let (size, bytes) = if rng.below(2) == 0 { (BPF_W, 4) } else { (BPF_DW, 8) };
+                    let off = -(rng.below(512 / bytes) as i16 + 1) * bytes as i16;
+                    let op = fetch_ops[rng.below(fetch_ops.len() as u64) as usize];
+                    Insn::new(BPF_STX | BPF_ATOMIC | size, 10, s, off, op)
+                }
+                5 => {
+                    let left = (n - i - 1) as u64;
+                    Insn::new(BPF_JMP | BPF_JGT | BPF_X, r, s, rng.below(left.min(5) + 1) as i16, 0)
+                        .with_no_call_target(call_at, i)
+                }
+                _ => Insn::new(BPF_ALU64 | BPF_XOR | BPF_X, r, s, 0, 0),
+            };
+            insns.push(insn);
+        }
+        for k in 1..=64i16 {
+            insns.push(Insn::new(BPF_LDX | BPF_MEM | BPF_DW, 1, 10, -8 * k, 0));
+            insns.push(Insn::new(BPF_ALU64 | BPF_MUL | BPF_K, 0, 0, 0, 0x3f1));
+            insns.push(Insn::new(BPF_ALU64 | BPF_XOR | BPF_X, 0, 1, 0, 0));
+        }
+        for r in 6..10u8 {
+            insns.push(Insn::new(BPF_ALU64 | BPF_MUL | BPF_K, 0, 0, 0, 0x3f1));
+            insns.push(Insn::new(BPF_ALU64 | BPF_XOR | BPF_X, 0, r, 0, 0));
+        }
+        insns.push(Insn::new(BPF_JMP | BPF_EXIT, 0, 0, 0, 0));
+    };
+    for round in 0..150 {
+        let mut insns = Vec::new();
+        let call_at = rng.below(60) as usize;
+        body(&mut rng, &mut insns, Some(call_at));
+        let callee = insns.len();
+        body(&mut rng, &mut insns, None);
+        let call_pc = insns
+            .iter()
+            .position(|i| i.op == BPF_JMP | BPF_CALL)
+            .expect("call placed");
+        insns[call_pc].imm = (callee - call_pc - 1) as i32;
+        let prog = prepare(insns);
+
+        let mut env = RunEnv::default();
+        env.begin_run();
+        let want = Interpreter::default().run(&prog, &mut env, 0, 0);
+        assert!(want.is_ok(), "{want:?}");
+        for guarded in [false, true] {
+            let jit = compile(&prog, guarded);
+            let mut env = RunEnv::default();
+            env.begin_run();
+            // SAFETY: only in-frame stack accesses.
+            let got = unsafe { jit.run(&mut env, 0, 0) };
+            if got != want {
+                let mut insns = prog.insns.clone();
+                let nop = Insn::new(BPF_ALU64 | BPF_ADD | BPF_K, 0, 0, 0, 0);
+                let differs = |insns: &[Insn]| {
+                    let Ok(p) = PreparedProgram::new("t", ProgramType::Xdp, insns.to_vec()) else { return false };
+                    let mut env = RunEnv::default();
+                    let want = Interpreter::default().run(&p, &mut env, 0, 0);
+                    let jit = compile(&p, guarded);
+                    let mut env = RunEnv::default();
+                    let got = unsafe { jit.run(&mut env, 0, 0) };
+                    got != want
+                };
+                let mut i = 0;
+                while i < insns.len() {
+                    let w = if insns[i].is_ld_imm64() { 2 } else { 1 };
+                    if insns[i].op == BPF_JMP | BPF_EXIT || insns[i].op == nop.op || insns[i].op == BPF_ST | BPF_MEM | BPF_DW { i += w; continue; }
+                    let mut t = insns.clone();
+                    for k in 0..w { t[i + k] = nop; }
+                    if differs(&t) { insns = t; }
+                    i += w;
+                }
+                let p = prepare(insns.clone());
+                let mut env = RunEnv::default();
+                let want = Interpreter::default().run(&p, &mut env, 0, 0);
+                let jit = compile(&p, guarded);
+                let mut env = RunEnv::default();
+                let got = unsafe { jit.run(&mut env, 0, 0) };
+                let text: Vec<String> = insns.iter().enumerate().filter(|(_, i)| **i != nop && i.op != BPF_ST | BPF_MEM | BPF_DW).map(|(k, i)| format!("{k}: {}", userxdp_runtime::vm::asm::disassemble_one(*i))).collect();
+                panic!("round {round} guarded={guarded}: jit {got:?} interp {want:?}\n{}", text.join("\n"));
+            }
+        }
+    }
+}
+
+/// Keeps generated forward jumps from skipping over the patched call (its offset is fine
+/// either way; this only keeps the call reachable often enough to matter).
+trait NoCallTarget {
+    fn with_no_call_target(self, call_at: Option<usize>, i: usize) -> Insn;
+}
+impl NoCallTarget for Insn {
+    fn with_no_call_target(mut self, call_at: Option<usize>, i: usize) -> Insn {
+        if let Some(c) = call_at {
+            if i < c && i + 1 + self.off as usize > c {
+                self.off = (c - i - 1) as i16;
+            }
+        }
+        self
+    }
+}
