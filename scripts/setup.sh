@@ -3,6 +3,8 @@
 # Idempotent: packages already present are not reinstalled; says what it does.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
+build=1
+[ "${1:-}" = "--no-build" ] && build=0
 
 PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool ethtool memcached
           tcpdump iproute2 linux-libc-dev xdp-tools)
@@ -37,6 +39,8 @@ if [ "$(id -u)" -eq 0 ] && ! mountpoint -q /sys/fs/bpf; then
     mount -t bpf bpf /sys/fs/bpf || say "could not mount bpffs (pinning will be unavailable)"
 fi
 
-say "building the workspace (release): eBPF objects and binaries"
-cargo build --release --workspace --bins --quiet
-say "done: objects in $(ls -d target/release/build/userxdp-programs-*/out 2>/dev/null | head -1)"
+if [ $build -eq 1 ]; then
+    say "building the workspace (release): eBPF objects and binaries"
+    cargo build --release --workspace --bins --quiet
+    say "done: objects in $(ls -d target/release/build/userxdp-programs-*/out 2>/dev/null | head -1)"
+fi

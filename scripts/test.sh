@@ -3,7 +3,7 @@
 # Tests that need root/BPF skip (and say why) when run unprivileged; in CI they run as root.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
-scripts/setup.sh
+scripts/setup.sh --no-build
 echo "[test] cargo fmt --check"
 cargo fmt --all -- --check
 echo "[test] cargo clippy"

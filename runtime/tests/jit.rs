@@ -1,7 +1,7 @@
 //! Focused tests of the Cranelift JIT: kernel semantics of every instruction family, calls,
 //! faults in guarded mode, and a differential check against the interpreter.
 
-use userxdp_runtime::object::spec::ProgramType;
+use userxdp_runtime::object::spec::{MapSpec, Pinning, ProgramType};
 use userxdp_runtime::vm::asm::assemble;
 use userxdp_runtime::vm::env::RunEnv;
 use userxdp_runtime::vm::error::VmError;
@@ -466,6 +466,28 @@ fn guarded_out_of_bounds() {
 }
 
 #[test]
+fn guarded_misaligned_atomic_and_main_recursion() {
+    let prog = prepare(
+        assemble("stdw [r10-16], 0\nmov r2, 1\natomic_add64 [r10-12], r2\nmov r0, 0\nexit")
+            .unwrap(),
+    );
+    let err = run_on(&compile(&prog, true), &mut []).unwrap_err();
+    assert!(
+        matches!(&err, VmError::Unsupported { insn: 2, what } if what.contains("misaligned")),
+        "{err:?}"
+    );
+    let prog = prepare(assemble("f:\ncall f\nexit").unwrap());
+    let err = run_on(&compile(&prog, true), &mut []).unwrap_err();
+    assert_eq!(
+        err,
+        VmError::CallDepthExceeded {
+            insn: 0,
+            max: MAX_CALL_FRAMES
+        }
+    );
+}
+
+#[test]
 fn stack_pointer_passed_by_register_is_accepted_in_guarded_mode() {
     assert_eq!(
         run("mov r1, r10\nadd r1, -16\nstdw [r1+8], 42\nldxdw r0, [r10-8]\nexit"),
@@ -531,6 +553,25 @@ fn helper_fault_is_attributed_to_the_call() {
         "{err:?}"
     );
 
+    // A helper refusing its arguments (guarded): attributed to the call instruction.
+    let src = "mov r1, 0\nmov r2, 4\nmov r3, 0\nmov r4, 0\nmov r5, 0\ncall 28\nmov r0, 1\nexit";
+    let prog = prepare(assemble(src).unwrap());
+    let err = run_on(&compile(&prog, true), &mut []).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VmError::HelperFault {
+                insn: 5,
+                helper: "csum_diff",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // The same helper with a stack buffer is fine (the stack is a region in guarded runs).
+    let src = "stdw [r10-8], -1\nmov r1, r10\nadd r1, -8\nmov r2, 8\nmov r3, 0\nmov r4, 0\nmov r5, 0\ncall 28\nexit";
+    assert_eq!(run(src), 0);
+
     // bpf_loop with an unknown callback: the hook's error carries the call's insn.
     let src = "mov r1, 2\nlddw r2, 1000\nmov r3, 0\nmov r4, 0\ncall 181\nexit";
     let prog = prepare(assemble(src).unwrap());
@@ -539,6 +580,107 @@ fn helper_fault_is_attributed_to_the_call() {
         matches!(err, VmError::Unsupported { insn: 5, .. }),
         "{err:?}"
     );
+}
+
+#[test]
+fn tail_call_unwinds_from_a_callee() {
+    use std::sync::Arc;
+    use userxdp_runtime::maps::{types, MapHandle, ProgArrayMap};
+
+    let spec = map_spec("jmp", types::PROG_ARRAY, 4, 2);
+    let array = Arc::new(ProgArrayMap::new(spec));
+    let target: Arc<dyn std::any::Any + Send + Sync> = Arc::new(7u32);
+    let target_ptr = Arc::as_ptr(&target) as *const u32 as *const std::ffi::c_void;
+    array.set(1, Some((1, target, target_ptr))).unwrap();
+    let handle = MapHandle::new(array);
+    // main: r6 = 5; call f; r0 = 99 (must not run after a successful tail call).
+    // f: tail_call(ctx, map, r7) with r7 = index passed in r2; on failure return r7 + 100.
+    let src = format!(
+        "mov r2, 1\ncall f\nmov r0, 99\nexit\n\
+         f:\nmov r7, r2\nlddw r2, {}\nmov r3, r7\ncall 12\nmov r0, r7\nadd r0, 100\nexit",
+        handle.addr()
+    );
+    let prog = prepare(assemble(&src).unwrap());
+    for guarded in [false, true] {
+        let jit = compile(&prog, guarded);
+        let mut env = RunEnv {
+            checked: guarded,
+            map_handles: vec![handle.addr()],
+            ..RunEnv::default()
+        };
+        env.begin_run();
+        // SAFETY: no memory access besides the map handle.
+        let r = unsafe { jit.run(&mut env, 0, 0) };
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(env.tail_call_pending, 1, "guarded={guarded}");
+        assert_eq!(env.tail_call_target, target_ptr);
+        // An empty slot falls through and the program continues.
+        let src2 = src.replacen("mov r2, 1", "mov r2, 0", 1);
+        let prog2 = prepare(assemble(&src2).unwrap());
+        let jit2 = compile(&prog2, guarded);
+        env.begin_run();
+        // SAFETY: as above.
+        assert_eq!(unsafe { jit2.run(&mut env, 0, 0) }, Ok(99));
+        assert_eq!(env.tail_call_pending, 0);
+    }
+}
+
+fn map_spec(name: &str, map_type: u32, value_size: u32, max_entries: u32) -> MapSpec {
+    MapSpec {
+        name: name.into(),
+        map_type,
+        key_size: 4,
+        value_size,
+        max_entries,
+        flags: 0,
+        inner: None,
+        data: None,
+        pinning: Pinning::None,
+        global_data: false,
+        btf_key_type_id: 0,
+        btf_value_type_id: 0,
+    }
+}
+
+#[test]
+fn map_lookup_inline_for_arrays_and_call_for_others() {
+    use userxdp_runtime::maps::{self, types, MapHandle};
+
+    for map_type in [types::ARRAY, types::HASH, types::PERCPU_ARRAY] {
+        let map = maps::create(&map_spec("m", map_type, 12, 4), 1).unwrap();
+        for k in 0..4u32 {
+            let mut v = [0u8; 12];
+            v[4..8].copy_from_slice(&(k * 10 + 1).to_ne_bytes());
+            map.update(&k.to_ne_bytes(), &v, 0, 0).unwrap();
+        }
+        let handle = MapHandle::new(map);
+        // r0 = sum over keys 0..=4 of value[4..8] (key 4 is out of range: NULL, adds 1000).
+        let src = format!(
+            "mov r6, 0\nmov r7, 0\n\
+             l:\nstxw [r10-4], r7\nlddw r1, {}\nmov r2, r10\nadd r2, -4\ncall 1\n\
+             jeq r0, 0, null\nldxw r0, [r0+4]\nadd r6, r0\nja next\n\
+             null:\nadd r6, 1000\n\
+             next:\nadd r7, 1\njle r7, 4, l\nmov r0, r6\nexit",
+            handle.addr()
+        );
+        let prog = prepare(assemble(&src).unwrap());
+        for guarded in [false, true] {
+            let jit = compile(&prog, guarded);
+            let mut env = RunEnv {
+                checked: guarded,
+                map_handles: vec![handle.addr()],
+                ..RunEnv::default()
+            };
+            env.begin_run();
+            // SAFETY: the program only reads its stack and the map's values.
+            let r = unsafe { jit.run(&mut env, 0, 0) };
+            assert_eq!(
+                r,
+                Ok(1 + 11 + 21 + 31 + 1000),
+                "map type {map_type} guarded={guarded}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -714,11 +856,12 @@ fn differential_against_interpreter() {
             env.begin_run();
             // SAFETY: ALU-only program.
             let got = unsafe { jit.run(&mut env, 0, 0) };
-            assert_eq!(got, want, "round {round} guarded={guarded}: {prog:#?}");
+            if got != want {
+                report_mismatch(&prog, guarded, round);
+            }
         }
     }
 }
-
 
 /// Random programs with stack loads, stores and atomics (and a local call that does the same
 /// on its own frame), compared with the interpreter.
@@ -741,17 +884,39 @@ fn differential_memory_against_interpreter() {
     // One function body: fill the frame, random memory/ALU ops, fold the frame into r0.
     let body = |rng: &mut Rng, insns: &mut Vec<Insn>, call_at: Option<usize>| {
         for k in 1..=64i16 {
-            insns.push(Insn::new(BPF_ST | BPF_MEM | BPF_DW, 10, 0, -8 * k, rng.next() as i32));
+            insns.push(Insn::new(
+                BPF_ST | BPF_MEM | BPF_DW,
+                10,
+                0,
+                -8 * k,
+                rng.next() as i32,
+            ));
         }
         for r in 0..10u8 {
             let v = rng.next();
-            insns.push(Insn::new(BPF_LD | BPF_IMM | BPF_DW, r, 0, 0, v as u32 as i32));
+            insns.push(Insn::new(
+                BPF_LD | BPF_IMM | BPF_DW,
+                r,
+                0,
+                0,
+                v as u32 as i32,
+            ));
             insns.push(Insn::new(0, 0, 0, 0, (v >> 32) as u32 as i32));
         }
         let n = 60;
         for i in 0..n {
             if Some(i) == call_at {
                 insns.push(Insn::new(BPF_JMP | BPF_CALL, 0, CALL_LOCAL, 0, 0)); // patched
+                                                                                // r1-r5 are clobbered by a call (the verifier forbids reading them after it).
+                for r in 1..=5u8 {
+                    insns.push(Insn::new(
+                        BPF_ALU64 | BPF_MOV | BPF_K,
+                        r,
+                        0,
+                        0,
+                        rng.next() as i32,
+                    ));
+                }
                 continue;
             }
             let r = rng.below(10) as u8;
@@ -770,15 +935,24 @@ fn differential_memory_against_interpreter() {
                 2 => Insn::new(BPF_STX | BPF_MEM | size, 10, s, off, 0),
                 3 => Insn::new(BPF_ST | BPF_MEM | size, 10, 0, off, rng.next() as i32),
                 4 => {
-                    let (size, bytes) = if rng.below(2) == 0 { (BPF_W, 4) } else { (BPF_DW, 8) };
+                    let (size, bytes) = if rng.below(2) == 0 {
+                        (BPF_W, 4)
+                    } else {
+                        (BPF_DW, 8)
+                    };
                     let off = -(rng.below(512 / bytes) as i16 + 1) * bytes as i16;
                     let op = fetch_ops[rng.below(fetch_ops.len() as u64) as usize];
                     Insn::new(BPF_STX | BPF_ATOMIC | size, 10, s, off, op)
                 }
                 5 => {
                     let left = (n - i - 1) as u64;
-                    Insn::new(BPF_JMP | BPF_JGT | BPF_X, r, s, rng.below(left.min(5) + 1) as i16, 0)
-                        .with_no_call_target(call_at, i)
+                    Insn::new(
+                        BPF_JMP | BPF_JGT | BPF_X,
+                        r,
+                        s,
+                        rng.below(left.min(5) + 1) as i16,
+                        0,
+                    )
                 }
                 _ => Insn::new(BPF_ALU64 | BPF_XOR | BPF_X, r, s, 0, 0),
             };
@@ -819,51 +993,56 @@ fn differential_memory_against_interpreter() {
             // SAFETY: only in-frame stack accesses.
             let got = unsafe { jit.run(&mut env, 0, 0) };
             if got != want {
-                let mut insns = prog.insns.clone();
-                let nop = Insn::new(BPF_ALU64 | BPF_ADD | BPF_K, 0, 0, 0, 0);
-                let differs = |insns: &[Insn]| {
-                    let Ok(p) = PreparedProgram::new("t", ProgramType::Xdp, insns.to_vec()) else { return false };
-                    let mut env = RunEnv::default();
-                    let want = Interpreter::default().run(&p, &mut env, 0, 0);
-                    let jit = compile(&p, guarded);
-                    let mut env = RunEnv::default();
-                    let got = unsafe { jit.run(&mut env, 0, 0) };
-                    got != want
-                };
-                let mut i = 0;
-                while i < insns.len() {
-                    let w = if insns[i].is_ld_imm64() { 2 } else { 1 };
-                    if insns[i].op == BPF_JMP | BPF_EXIT || insns[i].op == nop.op || insns[i].op == BPF_ST | BPF_MEM | BPF_DW { i += w; continue; }
-                    let mut t = insns.clone();
-                    for k in 0..w { t[i + k] = nop; }
-                    if differs(&t) { insns = t; }
-                    i += w;
-                }
-                let p = prepare(insns.clone());
-                let mut env = RunEnv::default();
-                let want = Interpreter::default().run(&p, &mut env, 0, 0);
-                let jit = compile(&p, guarded);
-                let mut env = RunEnv::default();
-                let got = unsafe { jit.run(&mut env, 0, 0) };
-                let text: Vec<String> = insns.iter().enumerate().filter(|(_, i)| **i != nop && i.op != BPF_ST | BPF_MEM | BPF_DW).map(|(k, i)| format!("{k}: {}", userxdp_runtime::vm::asm::disassemble_one(*i))).collect();
-                panic!("round {round} guarded={guarded}: jit {got:?} interp {want:?}\n{}", text.join("\n"));
+                report_mismatch(&prog, guarded, round);
             }
         }
     }
 }
 
-/// Keeps generated forward jumps from skipping over the patched call (its offset is fine
-/// either way; this only keeps the call reachable often enough to matter).
-trait NoCallTarget {
-    fn with_no_call_target(self, call_at: Option<usize>, i: usize) -> Insn;
+/// Runs `insns` on the interpreter and the JIT; `None` if they do not form a program.
+fn both_engines(
+    insns: &[Insn],
+    guarded: bool,
+) -> Option<(Result<u64, VmError>, Result<u64, VmError>)> {
+    let p = PreparedProgram::new("t", ProgramType::Xdp, insns.to_vec()).ok()?;
+    let mut env = RunEnv::default();
+    let want = Interpreter::default().run(&p, &mut env, 0, 0);
+    let jit = compile(&p, guarded);
+    let mut env = RunEnv::default();
+    // SAFETY: only in-frame stack accesses (nop-ing instructions keeps that true).
+    let got = unsafe { jit.run(&mut env, 0, 0) };
+    Some((got, want))
 }
-impl NoCallTarget for Insn {
-    fn with_no_call_target(mut self, call_at: Option<usize>, i: usize) -> Insn {
-        if let Some(c) = call_at {
-            if i < c && i + 1 + self.off as usize > c {
-                self.off = (c - i - 1) as i16;
+
+/// Shrinks a program on which the engines disagree (replacing instructions by no-ops while
+/// they still disagree; stack initialisation is kept) and panics with the remainder.
+fn report_mismatch(prog: &PreparedProgram, guarded: bool, round: usize) -> ! {
+    let nop = Insn::new(BPF_ALU64 | BPF_ADD | BPF_K, 0, 0, 0, 0);
+    let keep = |i: Insn| i.op == BPF_JMP | BPF_EXIT || i.op == BPF_ST | BPF_MEM | BPF_DW;
+    let differs = |insns: &[Insn]| both_engines(insns, guarded).is_some_and(|(a, b)| a != b);
+    let mut insns = prog.insns.clone();
+    let mut i = 0;
+    while i < insns.len() {
+        let w = if insns[i].is_ld_imm64() { 2 } else { 1 };
+        if !keep(insns[i]) && insns[i] != nop {
+            let mut t = insns.clone();
+            t[i..i + w].fill(nop);
+            if differs(&t) {
+                insns = t;
             }
         }
-        self
+        i += w;
     }
+    let (got, want) = both_engines(&insns, guarded).expect("still a program");
+    let text: Vec<String> = insns
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| **i != nop && i.op != BPF_ST | BPF_MEM | BPF_DW)
+        .map(|(k, i)| format!("{k}: {}", userxdp_runtime::vm::asm::disassemble_one(*i)))
+        .collect();
+    panic!(
+        "round {round} guarded={guarded}: jit {got:?}, interpreter {want:?}\n{}",
+        text.join("\n")
+    );
 }
+

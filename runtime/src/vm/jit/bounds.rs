@@ -6,6 +6,8 @@
 //! `env.memory` (where `run` registered the stack buffer) and records `OutOfBounds` with the
 //! instruction index; the generated code then returns through the shared fault exit.
 //!
+//! Atomics are also checked for natural alignment.
+//!
 //! The stack region is the whole buffer, not just the frames in use: guarded mode guarantees
 //! memory safety, not the verifier's exact per-frame discipline.
 
@@ -47,5 +49,23 @@ impl Translator<'_> {
         let failed = self.builder.inst_results(call)[0];
         let exit = self.fault_return;
         self.branch_to_cold(failed, exit);
+    }
+
+    /// Emits the natural-alignment check of an atomic access (the kernel verifier rejects
+    /// misaligned atomics; the interpreter reports them as unsupported, and so do we).
+    pub(super) fn check_atomic_alignment(&mut self, pc: usize, addr: Value, len: usize) {
+        let low = self.builder.ins().band_imm(addr, len as i64 - 1);
+        let (env, sig) = (self.env, self.sigs.check);
+        self.branch_cold_with(low, |t| {
+            let len = t.builder.ins().iconst(types::I64, len as i64);
+            let insn = t.builder.ins().iconst(types::I64, pc as i64);
+            t.call_rt(
+                sig,
+                rt::misaligned_atomic as *const () as usize,
+                &[env, addr, len, insn],
+            );
+            let zero = t.builder.ins().iconst(types::I64, 0);
+            t.builder.ins().return_(&[zero]);
+        });
     }
 }

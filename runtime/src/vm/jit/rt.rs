@@ -99,6 +99,27 @@ pub(super) unsafe extern "C" fn depth_fault(env: *mut RunEnv, insn: u64) {
     env.fault_flag = 1;
 }
 
+/// Guarded atomic at `insn` on a misaligned address: records the fault the interpreter reports
+/// for it. Returns 1 (same signature as [`check_access`]).
+///
+/// # Safety
+/// As [`check_access`].
+pub(super) unsafe extern "C" fn misaligned_atomic(
+    env: *mut RunEnv,
+    addr: u64,
+    len: u64,
+    insn: u64,
+) -> u32 {
+    // SAFETY: caller's contract.
+    let env = unsafe { &mut *env };
+    env.fault = Some(VmError::Unsupported {
+        insn: insn as usize,
+        what: format!("misaligned {len}-byte atomic access at {addr:#x}"),
+    });
+    env.fault_flag = 1;
+    1
+}
+
 /// Takes the fault that stopped a run and clears the flag.
 pub(super) fn take_fault(env: &mut RunEnv) -> VmError {
     env.fault_flag = 0;

@@ -10,8 +10,20 @@ use cranelift_codegen::ir::{types, InstBuilder, MemFlags};
 use super::rt;
 use super::translator::Translator;
 use super::JitError;
+use std::mem::offset_of;
+
 use crate::helpers;
+use crate::maps::MapHandle;
 use crate::vm::insn::{Insn, CALL_HELPER, CALL_LOCAL, STACK_SIZE};
+
+/// `bpf_map_lookup_elem`, inlined for ARRAY maps in trusted code.
+const MAP_LOOKUP_ELEM: i32 = 1;
+/// Offset of `MapHandle::array_base` (null unless the map is an ARRAY).
+const ARRAY_BASE_OFFSET: i32 = offset_of!(MapHandle, array_base) as i32;
+/// Offset of `MapHandle::max_entries`.
+const MAX_ENTRIES_OFFSET: i32 = offset_of!(MapHandle, max_entries) as i32;
+/// Offset of `MapHandle::value_stride`.
+const VALUE_STRIDE_OFFSET: i32 = offset_of!(MapHandle, value_stride) as i32;
 
 /// Helpers that may call back into the program (`for_each_map_elem`, `timer_set_callback`,
 /// `find_vma`, `loop`, `user_ringbuf_drain`): the caller's frame is published before them so
@@ -37,6 +49,60 @@ impl Translator<'_> {
     fn call_helper(&mut self, pc: usize, id: i32) -> Result<(), JitError> {
         let helper =
             helpers::get(id).ok_or_else(|| self.unsupported(pc, format!("unknown helper {id}")))?;
+        if id == MAP_LOOKUP_ELEM && !self.unit.guarded {
+            self.inline_array_lookup(pc, id, helper.func as usize);
+        } else {
+            self.emit_helper_call(pc, id, helper.func as usize);
+        }
+        Ok(())
+    }
+
+    /// `bpf_map_lookup_elem` on an ARRAY map without a call, as the kernel's
+    /// `array_map_gen_lookup`: `key < max_entries ? array_base + key * stride : NULL`, read
+    /// from the [`MapHandle`] header. Other maps (null `array_base`) take the helper call.
+    ///
+    /// Trusted code only: r1 must be a live `MapHandle` and r2 a readable 4-byte key, which the
+    /// verifier proves. In checked environments array values are already fixed regions, so the
+    /// helper's region bookkeeping is not needed either.
+    fn inline_array_lookup(&mut self, pc: usize, id: i32, func: usize) {
+        let flags = MemFlags::trusted().with_readonly();
+        let map = self.reg(1);
+        let base = self
+            .builder
+            .ins()
+            .load(types::I64, flags, map, ARRAY_BASE_OFFSET);
+        let inline = self.builder.create_block();
+        let call = self.builder.create_block();
+        let join = self.builder.create_block();
+        self.builder.ins().brif(base, inline, &[], call, &[]);
+        self.builder.seal_block(inline);
+        self.builder.seal_block(call);
+
+        self.builder.switch_to_block(inline);
+        let key_ptr = self.reg(2);
+        let key = self.builder.ins().uload32(Self::mem_flags(), key_ptr, 0);
+        let max = self.builder.ins().uload32(flags, map, MAX_ENTRIES_OFFSET);
+        let stride = self
+            .builder
+            .ins()
+            .load(types::I64, flags, map, VALUE_STRIDE_OFFSET);
+        let off = self.builder.ins().imul(key, stride);
+        let addr = self.builder.ins().iadd(base, off);
+        let inside = self.builder.ins().icmp(IntCC::UnsignedLessThan, key, max);
+        let null = self.builder.ins().iconst(types::I64, 0);
+        let r0 = self.builder.ins().select(inside, addr, null);
+        self.set_reg(0, r0);
+        self.builder.ins().jump(join, &[]);
+
+        self.builder.switch_to_block(call);
+        self.emit_helper_call(pc, id, func);
+        self.builder.ins().jump(join, &[]);
+        self.builder.seal_block(join);
+        self.builder.switch_to_block(join);
+    }
+
+    /// The call of helper `id` at address `func`, result into r0, then the unwind check.
+    fn emit_helper_call(&mut self, pc: usize, id: i32, func: usize) {
         if CALLBACK_HELPERS.contains(&id) {
             let flags = MemFlags::trusted();
             let state =
@@ -52,7 +118,7 @@ impl Translator<'_> {
                 .store(flags, insn, state, rt::CB_INSN_OFFSET);
         }
         let args = self.args();
-        let call = self.call_rt(self.sigs.helper, helper.func as usize, &args);
+        let call = self.call_rt(self.sigs.helper, func, &args);
         let r0 = self.builder.inst_results(call)[0];
         self.set_reg(0, r0);
 
@@ -68,7 +134,6 @@ impl Translator<'_> {
             let zero = t.builder.ins().iconst(types::I64, 0);
             t.builder.ins().return_(&[zero]);
         });
-        Ok(())
     }
 
     fn call_local(&mut self, pc: usize, imm: i32) -> Result<(), JitError> {

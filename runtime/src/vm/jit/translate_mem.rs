@@ -69,6 +69,9 @@ impl Translator<'_> {
         let base = self.reg(insn.dst);
         self.check_access(pc, insn.dst, base, insn.off, insn.mem_size(), true);
         let addr = self.builder.ins().iadd_imm(base, i64::from(insn.off));
+        if self.unit.guarded {
+            self.check_atomic_alignment(pc, addr, insn.mem_size());
+        }
         let src = self.operand(insn.src, ty);
         // Atomics must not be split; the verifier requires natural alignment.
         let flags = MemFlags::trusted();

@@ -87,6 +87,9 @@ pub(super) fn translate_function(
     // A separate entry block: the first eBPF block may be a loop header, and Cranelift's entry
     // block cannot be a branch target.
     let entry = builder.create_block();
+    // The shared exit of faulting paths (filled below; `run` ignores its return value).
+    let fault_return = builder.create_block();
+    builder.set_cold_block(fault_return);
     builder.append_block_params_for_function_params(entry);
     builder.switch_to_block(entry);
     let params = builder.block_params(entry).to_vec();
@@ -101,7 +104,7 @@ pub(super) fn translate_function(
         sigs,
         start: range.start,
         blocks,
-        fault_return: entry,
+        fault_return,
     };
     let zero = t.builder.ins().iconst(types::I64, 0);
     for r in 0..NUM_REGS {
@@ -118,10 +121,7 @@ pub(super) fn translate_function(
     t.builder.ins().jump(first, &[]);
     t.builder.seal_block(entry);
 
-    // The shared exit of faulting paths: return value is ignored by `run`.
-    t.fault_return = t.builder.create_block();
-    t.builder.set_cold_block(t.fault_return);
-    t.builder.switch_to_block(t.fault_return);
+    t.builder.switch_to_block(fault_return);
     let zero = t.builder.ins().iconst(types::I64, 0);
     t.builder.ins().return_(&[zero]);
 
