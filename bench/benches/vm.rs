@@ -134,7 +134,7 @@ fn bench_rbpf(
     // the packet is below 4 GiB, as ours is.
     let mut mem = LowMemory::new(4096).expect("low memory");
     let mut mbuff = [0u8; 24];
-    let mut set = |mem: &mut LowMemory, mbuff: &mut [u8; 24], p: &[u8]| {
+    let set = |mem: &mut LowMemory, mbuff: &mut [u8; 24], p: &[u8]| {
         mem.as_mut_slice()[..p.len()].copy_from_slice(p);
         let start = mem.as_ptr() as u64 as u32;
         mbuff[0..4].copy_from_slice(&start.to_le_bytes());

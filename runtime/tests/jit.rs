@@ -1045,4 +1045,3 @@ fn report_mismatch(prog: &PreparedProgram, guarded: bool, round: usize) -> ! {
         text.join("\n")
     );
 }
-

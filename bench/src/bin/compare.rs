@@ -13,7 +13,11 @@ use userxdp_bench::packets;
 use userxdp_bench::stats::Spread;
 use userxdp_runtime::context::{XdpAction, XdpFrame};
 use userxdp_runtime::kernel::{self, Oracle};
-use userxdp_runtime::object;
+use userxdp_runtime::object::{
+    self,
+    spec::{AttachPoint, ObjectSpec, ProgramSpec, ProgramType},
+};
+use userxdp_runtime::vm::insn::{Insn, BPF_ALU64, BPF_EXIT, BPF_JMP, BPF_K, BPF_MOV};
 use userxdp_runtime::vm::instance::{Engine, Runner, SafetyPolicy, Vm, VmOptions};
 
 struct Args {
@@ -110,6 +114,40 @@ fn time_user(
     Ok(total as f64 / (corpus.len() as f64 * repeat as f64))
 }
 
+/// `r0 = XDP_PASS; exit`: the empty program whose cost each engine subtracts, so that every
+/// column is program execution only (the kernel's test-run loop and our run entry excluded).
+fn empty_vm(engine: Engine) -> Result<Vm> {
+    let program = ProgramSpec {
+        name: "empty".into(),
+        section: "xdp".into(),
+        prog_type: ProgramType::Xdp,
+        attach: AttachPoint::Any,
+        xdp_frags: false,
+        insns: vec![
+            Insn::new(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 2),
+            Insn::new(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+        ],
+        map_relocs: Vec::new(),
+        subprograms: Vec::new(),
+    };
+    let spec = ObjectSpec {
+        license: "GPL".into(),
+        maps: Vec::new(),
+        programs: vec![program],
+    };
+    // Two instructions of our own: nothing for a verifier to prove.
+    Ok(Vm::new(
+        spec,
+        None,
+        None,
+        VmOptions {
+            engine,
+            safety: SafetyPolicy::None,
+            ..VmOptions::default()
+        },
+    )?)
+}
+
 fn time_kernel(oracle: &Oracle, program: &str, corpus: &[Vec<u8>], repeat: u32) -> Result<f64> {
     let mut total = 0f64;
     for p in corpus {
@@ -130,6 +168,7 @@ fn main() -> Result<()> {
         args.rounds,
         args.repeat
     );
+    let mut overhead = (Vec::new(), Vec::new(), Vec::new());
     println!("| program | agree | kernel ns/pkt | jit ns/pkt | interp ns/pkt | jit/kernel | interp/jit |");
     println!("|---|---|---|---|---|---|---|");
     for (obj, prog) in &args.objects {
@@ -194,12 +233,23 @@ fn main() -> Result<()> {
             }
         }
 
+        let (mut ej, mut ei) = (
+            empty_vm(Engine::Jit)?.runner(0),
+            empty_vm(Engine::Interpreter)?.runner(0),
+        );
         let (mut ks, mut js, mut is) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..args.rounds {
             let empty = Oracle::empty_program_duration(args.repeat)? as f64;
             ks.push((time_kernel(&oracle, &program, &corpus, args.repeat)? - empty).max(0.1));
-            js.push(time_user(&mut jr, &mut frame, &corpus, args.repeat)?);
-            is.push(time_user(&mut ir, &mut frame, &corpus, args.repeat)?);
+            let empty = time_user(&mut ej, &mut frame, &corpus, args.repeat)?;
+            overhead
+                .0
+                .push(Oracle::empty_program_duration(args.repeat)? as f64);
+            overhead.1.push(empty);
+            js.push((time_user(&mut jr, &mut frame, &corpus, args.repeat)? - empty).max(0.1));
+            let empty = time_user(&mut ei, &mut frame, &corpus, args.repeat)?;
+            overhead.2.push(empty);
+            is.push((time_user(&mut ir, &mut frame, &corpus, args.repeat)? - empty).max(0.1));
         }
         let ratio =
             |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x / y).collect() };
@@ -222,6 +272,17 @@ fn main() -> Result<()> {
             ij.median,
             ij.min,
             ij.max
+        );
+    }
+    if let (Some(k), Some(j), Some(i)) = (
+        Spread::of(&overhead.0),
+        Spread::of(&overhead.1),
+        Spread::of(&overhead.2),
+    ) {
+        println!(
+            "\nEach column is net of that engine's own empty-program run (`r0 = XDP_PASS`), \
+             measured in the same round: kernel test-run loop {k} ns, our JIT run entry {j} ns, \
+             interpreter run entry {i} ns."
         );
     }
     Ok(())

@@ -184,6 +184,16 @@ impl PerCpuArrayMap {
         })
     }
 
+    /// Address of element 0 of CPU 0 (see [`crate::maps::MapHandle::percpu_base`]).
+    pub fn base_ptr(&self) -> *mut u8 {
+        self.storage.at(0)
+    }
+
+    /// Number of per-CPU copies of each element.
+    pub fn ncpus(&self) -> u32 {
+        self.ncpus
+    }
+
     fn slot(&self, i: u64, cpu: u32) -> *mut u8 {
         self.storage
             .at((i * self.ncpus as u64 + cpu as u64) * self.stride)

@@ -188,6 +188,11 @@ pub struct MapHandle {
     pub array_base: *mut u8,
     /// Distance between array elements (value size rounded up to 8).
     pub value_stride: u64,
+    /// For PERCPU_ARRAY maps: address of element 0 of CPU 0; element `i` of CPU `c` is at
+    /// `(i * ncpus + c) * value_stride` from it. Null for other maps.
+    pub percpu_base: *mut u8,
+    /// Number of per-CPU slots of a PERCPU_ARRAY (0 for other maps).
+    pub ncpus: u32,
     /// The map itself.
     pub map: Arc<dyn Map>,
 }
@@ -207,7 +212,10 @@ impl MapHandle {
             .downcast_ref::<ArrayMap>()
             .map(|a| a.base_ptr())
             .unwrap_or(std::ptr::null_mut());
+        let percpu = map.as_any().downcast_ref::<PerCpuArrayMap>();
         Box::new(MapHandle {
+            percpu_base: percpu.map_or(std::ptr::null_mut(), |p| p.base_ptr()),
+            ncpus: percpu.map_or(0, |p| p.ncpus()),
             map_type: spec.map_type,
             key_size: spec.key_size,
             value_size: spec.value_size,

@@ -359,10 +359,14 @@ impl Vm {
             })
     }
 
-    /// A runner for CPU (worker) `cpu`.
+    /// A runner for CPU (worker) `cpu`, which should be below `VmOptions::ncpus` (it is taken
+    /// modulo `ncpus`).
     pub fn runner(&self, cpu: u32) -> Runner {
         let opts = &self.shared.options;
         let checked = opts.engine == Engine::Interpreter || opts.safety == SafetyPolicy::Guarded;
+        // Per-CPU maps have `ncpus` slots; a runner must use one of them (inlined per-CPU
+        // lookups index by `env.cpu` directly).
+        let cpu = cpu % opts.ncpus.max(1);
         let mut env = RunEnv {
             cpu,
             checked,

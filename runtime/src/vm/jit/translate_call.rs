@@ -24,6 +24,12 @@ const ARRAY_BASE_OFFSET: i32 = offset_of!(MapHandle, array_base) as i32;
 const MAX_ENTRIES_OFFSET: i32 = offset_of!(MapHandle, max_entries) as i32;
 /// Offset of `MapHandle::value_stride`.
 const VALUE_STRIDE_OFFSET: i32 = offset_of!(MapHandle, value_stride) as i32;
+/// Offset of `MapHandle::percpu_base` (null unless the map is a PERCPU_ARRAY).
+const PERCPU_BASE_OFFSET: i32 = offset_of!(MapHandle, percpu_base) as i32;
+/// Offset of `MapHandle::ncpus`.
+const NCPUS_OFFSET: i32 = offset_of!(MapHandle, ncpus) as i32;
+/// Offset of `RunEnv::cpu`.
+const ENV_CPU_OFFSET: i32 = offset_of!(crate::vm::env::RunEnv, cpu) as i32;
 
 /// Helpers that may call back into the program (`for_each_map_elem`, `timer_set_callback`,
 /// `find_vma`, `loop`, `user_ringbuf_drain`): the caller's frame is published before them so
@@ -57,9 +63,10 @@ impl Translator<'_> {
         Ok(())
     }
 
-    /// `bpf_map_lookup_elem` on an ARRAY map without a call, as the kernel's
+    /// `bpf_map_lookup_elem` on an ARRAY or PERCPU_ARRAY map without a call, as the kernel's
     /// `array_map_gen_lookup`: `key < max_entries ? array_base + key * stride : NULL`, read
-    /// from the [`MapHandle`] header. Other maps (null `array_base`) take the helper call.
+    /// from the [`MapHandle`] header (per-CPU: row `key * ncpus + env.cpu`). Other maps (both
+    /// bases null) take the helper call.
     ///
     /// Trusted code only: r1 must be a live `MapHandle` and r2 a readable 4-byte key, which the
     /// verifier proves. In checked environments array values are already fixed regions, so the
@@ -74,9 +81,46 @@ impl Translator<'_> {
         let inline = self.builder.create_block();
         let call = self.builder.create_block();
         let join = self.builder.create_block();
-        self.builder.ins().brif(base, inline, &[], call, &[]);
+        let not_array = self.builder.create_block();
+        let percpu = self.builder.create_block();
+        self.builder.ins().brif(base, inline, &[], not_array, &[]);
         self.builder.seal_block(inline);
+        self.builder.seal_block(not_array);
+
+        // PERCPU_ARRAY, as `percpu_array_map_gen_lookup`: element `key` of this CPU.
+        self.builder.switch_to_block(not_array);
+        let pbase = self
+            .builder
+            .ins()
+            .load(types::I64, flags, map, PERCPU_BASE_OFFSET);
+        self.builder.ins().brif(pbase, percpu, &[], call, &[]);
+        self.builder.seal_block(percpu);
         self.builder.seal_block(call);
+        self.builder.switch_to_block(percpu);
+        {
+            let key_ptr = self.reg(2);
+            let key = self.builder.ins().uload32(Self::mem_flags(), key_ptr, 0);
+            let max = self.builder.ins().uload32(flags, map, MAX_ENTRIES_OFFSET);
+            let ncpus = self.builder.ins().uload32(flags, map, NCPUS_OFFSET);
+            // The runner keeps env.cpu below ncpus (Vm::runner takes it modulo ncpus).
+            let cpu = self
+                .builder
+                .ins()
+                .uload32(MemFlags::trusted(), self.env, ENV_CPU_OFFSET);
+            let stride = self
+                .builder
+                .ins()
+                .load(types::I64, flags, map, VALUE_STRIDE_OFFSET);
+            let row = self.builder.ins().imul(key, ncpus);
+            let slot = self.builder.ins().iadd(row, cpu);
+            let off = self.builder.ins().imul(slot, stride);
+            let addr = self.builder.ins().iadd(pbase, off);
+            let inside = self.builder.ins().icmp(IntCC::UnsignedLessThan, key, max);
+            let null = self.builder.ins().iconst(types::I64, 0);
+            let r0 = self.builder.ins().select(inside, addr, null);
+            self.set_reg(0, r0);
+            self.builder.ins().jump(join, &[]);
+        }
 
         self.builder.switch_to_block(inline);
         let key_ptr = self.reg(2);
