@@ -829,7 +829,8 @@ fn differential_against_interpreter() {
                 Insn::new(class | BPF_MOV | BPF_X, dst, src, off, 0)
             } else {
                 let op = OPS[rng.below(OPS.len() as u64) as usize];
-                let x = if op == BPF_NEG { BPF_K } else { x };
+                // NEG has no source operand: BPF_K and src_reg 0, as the kernel requires.
+                let (x, src) = if op == BPF_NEG { (BPF_K, 0) } else { (x, src) };
                 let off = if (op == BPF_DIV || op == BPF_MOD) && rng.below(2) == 0 {
                     1
                 } else {

@@ -422,7 +422,10 @@ fn check_fields(pc: usize, insn: Insn) -> Result<(), DecodeError> {
             }
             match op {
                 BPF_ADD | BPF_SUB | BPF_MUL | BPF_OR | BPF_AND | BPF_LSH | BPF_RSH | BPF_XOR
-                | BPF_ARSH | BPF_NEG => Ok(()),
+                | BPF_ARSH => Ok(()),
+                // The kernel: NEG takes no source (`BPF_K`, src_reg 0).
+                BPF_NEG if insn.op & BPF_X == 0 && insn.src == 0 => Ok(()),
+                BPF_NEG => Err(invalid("neg with a source operand")),
                 BPF_DIV | BPF_MOD => match insn.off {
                     0 | 1 => Ok(()),
                     _ => Err(invalid("division offset (must be 0 or 1)")),
@@ -448,6 +451,10 @@ fn check_fields(pc: usize, insn: Insn) -> Result<(), DecodeError> {
         }
         BPF_JMP | BPF_JMP32 => {
             let op = insn.op & 0xf0;
+            // ja, call and exit have no register source form (the kernel rejects BPF_X).
+            if matches!(op, BPF_JA | BPF_CALL | BPF_EXIT) && insn.op & BPF_X != 0 {
+                return Err(unknown());
+            }
             match op {
                 BPF_EXIT => {
                     if class == BPF_JMP32 {
@@ -566,6 +573,20 @@ mod tests {
             validate(&prog),
             Err(DecodeError::JumpOutOfRange { insn: 0, .. })
         ));
+    }
+
+    #[test]
+    fn rejects_forms_the_kernel_rejects() {
+        let exit = Insn::new(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+        for bad in [
+            Insn::new(BPF_ALU64 | BPF_NEG | BPF_X, 0, 1, 0, 0),
+            Insn::new(BPF_JMP | BPF_JA | BPF_X, 0, 0, 0, 0),
+            Insn::new(BPF_JMP | BPF_CALL | BPF_X, 0, 0, 0, 1),
+            Insn::new(BPF_JMP | BPF_EXIT | BPF_X, 0, 0, 0, 0),
+        ] {
+            assert!(validate(&[bad, exit]).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate(&[Insn::new(BPF_ALU64 | BPF_NEG, 0, 0, 0, 0), exit]).is_ok());
     }
 
     #[test]
