@@ -138,25 +138,56 @@ pub(super) unsafe extern "C" fn xdp_adjust_tail(
     0
 }
 
-/// Validates `[offset, offset+len)` against the packet and `buf` against the program's memory;
-/// returns the packet address, or the helper's return value on failure.
-fn packet_span(
-    env: &mut RunEnv,
+/// Which way `bpf_xdp_load_bytes` / `bpf_xdp_store_bytes` copy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Copy {
+    /// Packet to buffer (`load_bytes`): the buffer is written.
+    FromPacket,
+    /// Buffer to packet (`store_bytes`): the buffer is read.
+    ToPacket,
+}
+
+/// Both byte-copy helpers: `[offset, offset+len)` must lie inside the packet (else -EINVAL, as
+/// the kernel's linear-buffer path) and `buf` inside the program's memory (checked runs).
+///
+/// # Safety
+/// `env` is live and exclusively borrowed; in trusted runs `ctx` and `buf` are as the verifier
+/// proved them.
+unsafe fn xdp_copy(
     helper: &'static str,
-    c: &XdpContext,
+    dir: Copy,
+    ctx: u64,
     offset: u64,
     buf: u64,
     len: u64,
-    buf_access: Access,
-) -> Result<u64, u64> {
+    env: *mut RunEnv,
+) -> u64 {
+    // SAFETY: engines pass their live, exclusively borrowed RunEnv.
+    let env = unsafe { &mut *env };
+    // SAFETY: see xdp_ctx.
+    let Some(c) = (unsafe { xdp_ctx(env, helper, ctx) }) else {
+        return 0;
+    };
+    let (offset, len) = (offset as u32 as u64, len as u32 as u64);
     let pkt_len = (c.md.data_end - c.md.data) as u64;
-    if len == 0 || offset.checked_add(len).is_none_or(|end| end > pkt_len) {
-        return Err(EINVAL);
+    if len == 0 || offset + len > pkt_len {
+        return EINVAL;
     }
+    let buf_access = match dir {
+        Copy::FromPacket => Access::Write,
+        Copy::ToPacket => Access::Read,
+    };
     if !env.check_helper_mem(helper, buf, len, buf_access) {
-        return Err(0);
+        return 0;
     }
-    Ok(c.md.data as u64 + offset)
+    let pkt = c.md.data as u64 + offset;
+    let (src, dst) = match dir {
+        Copy::FromPacket => (pkt, buf),
+        Copy::ToPacket => (buf, pkt),
+    };
+    // SAFETY: both ranges validated above (packet bounds, and buf checked or verified).
+    unsafe { std::ptr::copy(src as *const u8, dst as *mut u8, len as usize) };
+    0
 }
 
 /// `long bpf_xdp_load_bytes(ctx, offset, buf, len)`.
@@ -168,27 +199,17 @@ pub(super) unsafe extern "C" fn xdp_load_bytes(
     _: u64,
     env: *mut RunEnv,
 ) -> u64 {
-    // SAFETY: engines pass their live, exclusively borrowed RunEnv.
-    let env = unsafe { &mut *env };
-    // SAFETY: see xdp_ctx.
-    let Some(c) = (unsafe { xdp_ctx(env, "xdp_load_bytes", ctx) }) else {
-        return 0;
-    };
-    match packet_span(
-        env,
-        "xdp_load_bytes",
-        c,
-        offset as u32 as u64,
-        buf,
-        len as u32 as u64,
-        Access::Write,
-    ) {
-        Ok(src) => {
-            // SAFETY: both ranges validated by packet_span.
-            unsafe { std::ptr::copy(src as *const u8, buf as *mut u8, len as u32 as usize) };
-            0
-        }
-        Err(r) => r,
+    // SAFETY: forwarded helper contract.
+    unsafe {
+        xdp_copy(
+            "xdp_load_bytes",
+            Copy::FromPacket,
+            ctx,
+            offset,
+            buf,
+            len,
+            env,
+        )
     }
 }
 
@@ -201,27 +222,17 @@ pub(super) unsafe extern "C" fn xdp_store_bytes(
     _: u64,
     env: *mut RunEnv,
 ) -> u64 {
-    // SAFETY: engines pass their live, exclusively borrowed RunEnv.
-    let env = unsafe { &mut *env };
-    // SAFETY: see xdp_ctx.
-    let Some(c) = (unsafe { xdp_ctx(env, "xdp_store_bytes", ctx) }) else {
-        return 0;
-    };
-    match packet_span(
-        env,
-        "xdp_store_bytes",
-        c,
-        offset as u32 as u64,
-        buf,
-        len as u32 as u64,
-        Access::Read,
-    ) {
-        Ok(dst) => {
-            // SAFETY: both ranges validated by packet_span.
-            unsafe { std::ptr::copy(buf as *const u8, dst as *mut u8, len as u32 as usize) };
-            0
-        }
-        Err(r) => r,
+    // SAFETY: forwarded helper contract.
+    unsafe {
+        xdp_copy(
+            "xdp_store_bytes",
+            Copy::ToPacket,
+            ctx,
+            offset,
+            buf,
+            len,
+            env,
+        )
     }
 }
 
