@@ -97,6 +97,7 @@ fn tail_calls(object: &str) -> &'static [(&'static str, u32, &'static str)] {
             ("jmp_table", 0, "xdp_tail_parse"),
             ("jmp_table", 1, "xdp_tail_verdict"),
         ],
+        "xdp_tail_subprog" => &[("tail_jmp", 0, "tail_target")],
         _ => &[],
     }
 }

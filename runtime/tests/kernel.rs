@@ -29,6 +29,8 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("xdp_atomics", &["xdp_atomics"]),
     ("tc_egress", &["tc_egress"]),
     ("xdp_csum", &["xdp_csum"]),
+    ("xdp_bytes", &["xdp_bytes"]),
+    ("xdp_tail_subprog", &["xdp_tail_subprog", "tail_target"]),
     // Multi-GB and pinned maps: only verifiable because verify() shrinks and unpins them.
     ("big_maps", &["big_maps"]),
 ];

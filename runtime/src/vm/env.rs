@@ -44,7 +44,16 @@ pub struct RunEnv {
     pub callback: Option<CallbackFn>,
     /// Engine-private pointer handed back to [`RunEnv::callback`].
     pub callback_data: *mut c_void,
+    /// Runs the pending tail-call target in place of the calling subprogram and returns its
+    /// r0 (installed by the dispatcher). A `bpf_tail_call` in the main function unwinds to the
+    /// dispatcher instead; in a bpf-to-bpf subprogram the kernel returns the target's r0 to
+    /// the subprogram's caller, and engines call this hook to do the same.
+    pub tail_hook: Option<TailHookFn>,
 }
+
+/// Signature of [`RunEnv::tail_hook`]: runs `env.tail_call_target` (and any tail calls it
+/// makes) with the run's context, clearing `tail_call_pending`.
+pub type TailHookFn = unsafe fn(env: *mut RunEnv) -> Result<u64, VmError>;
 
 /// Signature of the engine hook that runs a callback function of the current program.
 pub type CallbackFn =
@@ -92,6 +101,7 @@ impl Default for RunEnv {
             prandom_state: 0x9e37_79b9_7f4a_7c15,
             callback: None,
             callback_data: std::ptr::null_mut(),
+            tail_hook: None,
         }
     }
 }

@@ -115,6 +115,40 @@ pub struct LoadedProgram {
     /// The relocated program.
     pub prepared: PreparedProgram,
     jit: Option<JitProgram>,
+    /// Interpreter budget (for runs started by [`tail_in_place`]).
+    budget: u64,
+}
+
+/// [`RunEnv::tail_hook`]: runs the pending tail-call target as the kernel does after a tail
+/// call from a subprogram, i.e. in place of that subprogram, returning the target's r0 to the
+/// subprogram's caller. Further tail calls of the target continue here, sharing the run's
+/// tail-call count. The interpreter gets a stack of its own: a target cannot see its
+/// predecessor's frames.
+///
+/// # Safety
+/// `env` is the live environment of a run started by [`Runner::dispatch`], whose pending
+/// target pointer came from a PROG_ARRAY slot (kept alive by the slot's owner list).
+unsafe fn tail_in_place(env: *mut RunEnv) -> Result<u64, VmError> {
+    // SAFETY: caller's contract.
+    let env = unsafe { &mut *env };
+    let r1 = env.ctx as u64;
+    loop {
+        env.tail_call_pending = 0;
+        let target = env.tail_call_target as *const LoadedProgram;
+        // SAFETY: see the function contract; we hold our own reference while it runs.
+        let prog = unsafe {
+            Arc::increment_strong_count(target);
+            Arc::from_raw(target)
+        };
+        let r0 = match &prog.jit {
+            // SAFETY: same policy as the program that made the tail call.
+            Some(jit) => unsafe { jit.run(env, r1, 0)? },
+            None => Interpreter::new(prog.budget).run(&prog.prepared, env, r1, 0)?,
+        };
+        if env.tail_call_pending == 0 {
+            return Ok(r0);
+        }
+    }
 }
 
 impl std::fmt::Debug for LoadedProgram {
@@ -265,7 +299,11 @@ impl Vm {
                 },
             )?),
         };
-        Ok(Arc::new(LoadedProgram { prepared, jit }))
+        Ok(Arc::new(LoadedProgram {
+            prepared,
+            jit,
+            budget: shared.options.budget,
+        }))
     }
 
     /// The entry program.
@@ -370,6 +408,7 @@ impl Vm {
         let mut env = RunEnv {
             cpu,
             checked,
+            tail_hook: Some(tail_in_place),
             ..RunEnv::default()
         };
         let mut handles: Vec<u64> = self.shared.handles.iter().map(|h| h.addr()).collect();

@@ -443,7 +443,23 @@ unsafe fn dispatch(
                             return Err((*env).take_fault(cur));
                         }
                         if (*env).tail_call_pending != 0 {
-                            return Ok(reg[0]);
+                            // In the main function the run unwinds to the dispatcher. In a
+                            // subprogram the kernel runs the target in place of it and hands
+                            // the target's r0 to the subprogram's caller.
+                            let in_main = nframes == 0 && entry == 0;
+                            let Some(hook) = (*env).tail_hook.filter(|_| !in_main) else {
+                                return Ok(reg[0]);
+                            };
+                            reg[0] = hook(env)?;
+                            if nframes == 0 {
+                                // A callback function: its caller is the helper.
+                                return Ok(reg[0]);
+                            }
+                            nframes -= 1;
+                            let f = frames[nframes];
+                            reg[6..10].copy_from_slice(&f.saved);
+                            reg[10] = f.fp;
+                            pc = f.ret;
                         }
                     }
                 }

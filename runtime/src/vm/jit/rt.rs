@@ -85,6 +85,38 @@ pub(super) unsafe extern "C" fn helper_exit(env: *mut RunEnv, insn: u64) {
     }
 }
 
+/// After `bpf_tail_call` at `insn` in a subprogram set a flag: a fault is attributed and
+/// unwinds (returns 0); a pending tail call runs the target in place of the subprogram
+/// through `env.tail_hook` and returns its r0, which the subprogram returns to its caller.
+///
+/// # Safety
+/// As [`check_access`].
+pub(super) unsafe extern "C" fn tail_in_place(env: *mut RunEnv, insn: u64) -> u64 {
+    // SAFETY: caller's contract.
+    let e = unsafe { &mut *env };
+    if e.fault_flag != 0 {
+        let fault = e.take_fault(insn as usize);
+        e.fault = Some(fault);
+        e.fault_flag = 1;
+        return 0;
+    }
+    let Some(hook) = e.tail_hook else {
+        // No dispatcher hook (a bare JitProgram::run): unwind like a main-level tail call.
+        return 0;
+    };
+    // SAFETY: the hook was installed by the dispatcher of this run for this environment.
+    match unsafe { hook(env) } {
+        Ok(r0) => r0,
+        Err(fault) => {
+            // SAFETY: as above; the hook has returned, nothing else borrows env.
+            let e = unsafe { &mut *env };
+            e.fault = Some(fault);
+            e.fault_flag = 1;
+            0
+        }
+    }
+}
+
 /// Guarded bpf-to-bpf call at `insn` would exceed the frame budget: records the fault.
 ///
 /// # Safety

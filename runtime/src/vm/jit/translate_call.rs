@@ -18,6 +18,8 @@ use crate::vm::insn::{Insn, CALL_HELPER, CALL_LOCAL, STACK_SIZE};
 
 /// `bpf_map_lookup_elem`, inlined for ARRAY maps in trusted code.
 const MAP_LOOKUP_ELEM: i32 = 1;
+/// `bpf_tail_call`.
+const TAIL_CALL: i32 = 12;
 /// Offset of `MapHandle::array_base` (null unless the map is an ARRAY).
 const ARRAY_BASE_OFFSET: i32 = offset_of!(MapHandle, array_base) as i32;
 /// Offset of `MapHandle::max_entries`.
@@ -167,16 +169,30 @@ impl Translator<'_> {
         self.set_reg(0, r0);
 
         let pending = self.unwind_pending();
-        let (env, fault_sig) = (self.env, self.sigs.fault);
+        let (env, fault_sig, tail_sig) = (self.env, self.sigs.fault, self.sigs.tail);
+        // A tail call from a subprogram (not the main function) runs the target in place of
+        // this function and returns its r0 to our caller, as the kernel does; anywhere else
+        // the run unwinds to the dispatcher.
+        let in_place = id == TAIL_CALL && self.start != 0;
         self.branch_cold_with(pending, |t| {
             let insn = t.builder.ins().iconst(types::I64, pc as i64);
-            t.call_rt(
-                fault_sig,
-                rt::helper_exit as *const () as usize,
-                &[env, insn],
-            );
-            let zero = t.builder.ins().iconst(types::I64, 0);
-            t.builder.ins().return_(&[zero]);
+            if in_place {
+                let call = t.call_rt(
+                    tail_sig,
+                    rt::tail_in_place as *const () as usize,
+                    &[env, insn],
+                );
+                let r0 = t.builder.inst_results(call)[0];
+                t.builder.ins().return_(&[r0]);
+            } else {
+                t.call_rt(
+                    fault_sig,
+                    rt::helper_exit as *const () as usize,
+                    &[env, insn],
+                );
+                let zero = t.builder.ins().iconst(types::I64, 0);
+                t.builder.ins().return_(&[zero]);
+            }
         });
     }
 

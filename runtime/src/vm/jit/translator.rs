@@ -38,6 +38,8 @@ pub(super) struct Sigs {
     pub(super) check: SigRef,
     /// `rt::helper_exit` / `rt::depth_fault`: (env, insn).
     pub(super) fault: SigRef,
+    /// `rt::tail_in_place`: (env, insn) -> i64.
+    pub(super) tail: SigRef,
 }
 
 /// Translation state of one function.
@@ -56,8 +58,8 @@ pub(super) struct Translator<'a> {
     pub(super) callees: &'a [FuncRef],
     /// Indirect-call signatures.
     pub(super) sigs: Sigs,
-    /// Start of this function's instructions.
-    start: usize,
+    /// Start of this function's instructions (0 for the main function).
+    pub(super) start: usize,
     /// Block of every block-start instruction, indexed by `pc - start`.
     blocks: Vec<Option<Block>>,
     /// Shared cold block that returns 0 after a fault was recorded.
@@ -168,7 +170,10 @@ fn make_sigs(builder: &mut FunctionBuilder<'_>, unit: &Unit<'_>) -> Sigs {
     check.returns.push(AbiParam::new(types::I32));
     let mut fault = Signature::new(unit.call_conv);
     fault.params.extend([ptr, i64p]);
+    let mut tail = fault.clone();
+    tail.returns.push(i64p);
     Sigs {
+        tail: builder.import_signature(tail),
         helper: builder.import_signature(helper),
         check: builder.import_signature(check),
         fault: builder.import_signature(fault),
