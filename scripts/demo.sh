@@ -35,5 +35,5 @@ done
 
 echo
 echo "== 2. kernel vs userspace, per-packet execution time (compare)"
-$bin/compare --packets 1000 --rounds 5 --repeat 200 \
+$bin/compare --packets 500 --rounds 5 --repeat 100 \
     "$objdir/xdp_pass.o" "$objdir/xdp_parse.o" "$objdir/xdp_maps.o" "$objdir/xdp_calls.o"

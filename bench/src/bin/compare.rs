@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use userxdp_bench::packets;
 use userxdp_bench::stats::Spread;
 use userxdp_runtime::context::{XdpAction, XdpFrame};
-use userxdp_runtime::kernel::{self, Oracle};
+use userxdp_runtime::kernel::{self, Oracle, RawProgram};
 use userxdp_runtime::object::{
     self,
     spec::{AttachPoint, ObjectSpec, ProgramSpec, ProgramType},
@@ -95,23 +95,36 @@ fn pin(cpu: usize) {
     }
 }
 
-/// Mean ns per run of `runner` over the corpus, each packet run `repeat` times.
+/// Mean ns per run of `runner`, net of `empty`'s cost, over the corpus: for every packet the
+/// empty program and the program each run `repeat` times back to back, so that drift between
+/// the two measurements (frequency, cache, noise on the other core) cancels out.
+/// Returns (net, empty).
 fn time_user(
     runner: &mut Runner,
+    empty: &mut Runner,
     frame: &mut XdpFrame,
     corpus: &[Vec<u8>],
     repeat: u32,
-) -> Result<f64> {
-    let mut total = 0u128;
+) -> Result<(f64, f64)> {
+    let (mut prog_ns, mut empty_ns) = (0u128, 0u128);
     for p in corpus {
         frame.load(p)?;
         let start = Instant::now();
         for _ in 0..repeat {
+            empty.run_xdp(frame)?;
+        }
+        empty_ns += start.elapsed().as_nanos();
+        let start = Instant::now();
+        for _ in 0..repeat {
             runner.run_xdp(frame)?;
         }
-        total += start.elapsed().as_nanos();
+        prog_ns += start.elapsed().as_nanos();
     }
-    Ok(total as f64 / (corpus.len() as f64 * repeat as f64))
+    let runs = corpus.len() as f64 * repeat as f64;
+    Ok((
+        (prog_ns as f64 - empty_ns as f64) / runs,
+        empty_ns as f64 / runs,
+    ))
 }
 
 /// `r0 = XDP_PASS; exit`: the empty program whose cost each engine subtracts, so that every
@@ -148,12 +161,22 @@ fn empty_vm(engine: Engine) -> Result<Vm> {
     )?)
 }
 
-fn time_kernel(oracle: &Oracle, program: &str, corpus: &[Vec<u8>], repeat: u32) -> Result<f64> {
-    let mut total = 0f64;
+/// As [`time_user`] for the kernel: `BPF_PROG_TEST_RUN` durations of the empty program and
+/// the program, interleaved per packet. Returns (net, empty).
+fn time_kernel(
+    oracle: &Oracle,
+    empty: &RawProgram,
+    program: &str,
+    corpus: &[Vec<u8>],
+    repeat: u32,
+) -> Result<(f64, f64)> {
+    let (mut prog_ns, mut empty_ns) = (0f64, 0f64);
     for p in corpus {
-        total += oracle.test_run(program, p, repeat)?.duration_ns as f64;
+        empty_ns += empty.test_run(p, repeat)?.duration_ns as f64;
+        prog_ns += oracle.test_run(program, p, repeat)?.duration_ns as f64;
     }
-    Ok(total / corpus.len() as f64)
+    let n = corpus.len() as f64;
+    Ok(((prog_ns - empty_ns) / n, empty_ns / n))
 }
 
 fn main() -> Result<()> {
@@ -238,18 +261,19 @@ fn main() -> Result<()> {
             empty_vm(Engine::Interpreter)?.runner(0),
         );
         let (mut ks, mut js, mut is) = (Vec::new(), Vec::new(), Vec::new());
+        let empty_k = RawProgram::empty_xdp()?;
         for _ in 0..args.rounds {
-            let empty = Oracle::empty_program_duration(args.repeat)? as f64;
-            ks.push((time_kernel(&oracle, &program, &corpus, args.repeat)? - empty).max(0.1));
-            let empty = time_user(&mut ej, &mut frame, &corpus, args.repeat)?;
-            overhead
-                .0
-                .push(Oracle::empty_program_duration(args.repeat)? as f64);
+            // Net figures can come out at or below zero for programs that cost no more than
+            // the empty one; they are floored at 0.1 ns so that ratios stay defined.
+            let (net, empty) = time_kernel(&oracle, &empty_k, &program, &corpus, args.repeat)?;
+            ks.push(net.max(0.1));
+            overhead.0.push(empty);
+            let (net, empty) = time_user(&mut jr, &mut ej, &mut frame, &corpus, args.repeat)?;
+            js.push(net.max(0.1));
             overhead.1.push(empty);
-            js.push((time_user(&mut jr, &mut frame, &corpus, args.repeat)? - empty).max(0.1));
-            let empty = time_user(&mut ei, &mut frame, &corpus, args.repeat)?;
+            let (net, empty) = time_user(&mut ir, &mut ei, &mut frame, &corpus, args.repeat)?;
+            is.push(net.max(0.1));
             overhead.2.push(empty);
-            is.push((time_user(&mut ir, &mut frame, &corpus, args.repeat)? - empty).max(0.1));
         }
         let ratio =
             |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x / y).collect() };
@@ -281,7 +305,7 @@ fn main() -> Result<()> {
     ) {
         println!(
             "\nEach column is net of that engine's own empty-program run (`r0 = XDP_PASS`), \
-             measured in the same round: kernel test-run loop {k} ns, our JIT run entry {j} ns, \
+             interleaved packet by packet: kernel test-run loop {k} ns, our JIT run entry {j} ns, \
              interpreter run entry {i} ns."
         );
     }

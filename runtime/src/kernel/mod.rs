@@ -183,34 +183,57 @@ pub fn test_run_insns(
     data: &[u8],
     repeat: u32,
 ) -> Result<TestRunResult, KernelError> {
-    probe()?;
-    let mut log = Vec::new();
-    let fd = sys::prog_load(prog_type.kernel_id(), "insns", insns, &mut log).map_err(|e| {
-        if log.is_empty() {
-            KernelError::Syscall {
-                call: "BPF_PROG_LOAD",
-                source: e,
+    RawProgram::load(insns, prog_type)?.test_run(data, repeat)
+}
+
+/// Raw instructions (no maps) loaded into the kernel once and run many times; unloaded on drop.
+#[derive(Debug)]
+pub struct RawProgram {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl RawProgram {
+    /// Loads `insns` as a program of `prog_type` (license GPL); a verifier rejection comes back
+    /// as [`KernelError::Rejected`] with the log.
+    pub fn load(insns: &[Insn], prog_type: ProgramType) -> Result<RawProgram, KernelError> {
+        probe()?;
+        let mut log = Vec::new();
+        let fd = sys::prog_load(prog_type.kernel_id(), "insns", insns, &mut log).map_err(|e| {
+            if log.is_empty() {
+                KernelError::Syscall {
+                    call: "BPF_PROG_LOAD",
+                    source: e,
+                }
+            } else {
+                let log = String::from_utf8_lossy(&log).into_owned();
+                KernelError::Rejected {
+                    program: "insns".into(),
+                    summary: summarize_log(&log),
+                    log,
+                }
             }
-        } else {
-            let log = String::from_utf8_lossy(&log).into_owned();
-            KernelError::Rejected {
-                program: "insns".into(),
-                summary: summarize_log(&log),
-                log,
-            }
-        }
-    })?;
-    let out = sys::prog_test_run(std::os::fd::AsFd::as_fd(&fd), data, None, repeat).map_err(
-        |source| KernelError::Syscall {
-            call: "BPF_PROG_TEST_RUN",
-            source,
-        },
-    )?;
-    Ok(TestRunResult {
-        retval: out.retval,
-        data: out.data,
-        duration_ns: out.duration_ns,
-    })
+        })?;
+        Ok(RawProgram { fd })
+    }
+
+    /// The empty XDP program `r0 = XDP_PASS; exit`: the fixed cost of a test run.
+    pub fn empty_xdp() -> Result<RawProgram, KernelError> {
+        RawProgram::load(&return_pass_insns(), ProgramType::Xdp)
+    }
+
+    /// Runs the program `repeat` times on `data` with `BPF_PROG_TEST_RUN`.
+    pub fn test_run(&self, data: &[u8], repeat: u32) -> Result<TestRunResult, KernelError> {
+        let out = sys::prog_test_run(std::os::fd::AsFd::as_fd(&self.fd), data, None, repeat)
+            .map_err(|source| KernelError::Syscall {
+                call: "BPF_PROG_TEST_RUN",
+                source,
+            })?;
+        Ok(TestRunResult {
+            retval: out.retval,
+            data: out.data,
+            duration_ns: out.duration_ns,
+        })
+    }
 }
 
 /// The line of a verifier log that says why it failed: the last non-empty line that is not
