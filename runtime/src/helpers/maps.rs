@@ -1,6 +1,7 @@
 //! Map helpers: lookup (1), update (2), delete (3).
 
 use crate::maps::flags::BPF_F_LOCK;
+use crate::maps::MapHandle;
 use crate::vm::env::RunEnv;
 use crate::vm::memory::{Access, Region, RegionKind};
 
@@ -21,6 +22,26 @@ unsafe fn arg_bytes<'a>(
     Some(unsafe { std::slice::from_raw_parts(addr as *const u8, len as usize) })
 }
 
+/// The map and key arguments every map helper takes: the map checked to be this program's (in
+/// checked runs) and the key read for the map's key size.
+///
+/// # Safety
+/// `env` is the engine's live environment; in trusted runs the verifier proved both arguments.
+unsafe fn map_and_key<'a>(
+    env: *mut RunEnv,
+    helper: &'static str,
+    map: u64,
+    key: u64,
+) -> Option<(&'a mut RunEnv, &'a MapHandle, &'a [u8])> {
+    // SAFETY: engines pass their live, exclusively borrowed RunEnv.
+    let env = unsafe { &mut *env };
+    // SAFETY: map pointer from a verified program, or checked (checked runs).
+    let h = unsafe { env.map_arg(helper, map) }?;
+    // SAFETY: as above, for the key.
+    let key = unsafe { arg_bytes(env, helper, key, h.key_size) }?;
+    Some((env, h, key))
+}
+
 /// `void *bpf_map_lookup_elem(map, key)`.
 pub(super) unsafe extern "C" fn map_lookup_elem(
     map: u64,
@@ -30,14 +51,8 @@ pub(super) unsafe extern "C" fn map_lookup_elem(
     _: u64,
     env: *mut RunEnv,
 ) -> u64 {
-    // SAFETY: engines pass their live, exclusively borrowed RunEnv.
-    let env = unsafe { &mut *env };
-    // SAFETY: map/key pointers come from a verified program or are checked (checked runs).
-    let Some(h) = (unsafe { env.map_arg("map_lookup_elem", map) }) else {
-        return 0;
-    };
-    // SAFETY: as above.
-    let Some(key) = (unsafe { arg_bytes(env, "map_lookup_elem", key, h.key_size) }) else {
+    // SAFETY: forwarded helper contract.
+    let Some((env, h, key)) = (unsafe { map_and_key(env, "map_lookup_elem", map, key) }) else {
         return 0;
     };
     match h.map.lookup(key, env.cpu) {
@@ -66,14 +81,8 @@ pub(super) unsafe extern "C" fn map_update_elem(
     _: u64,
     env: *mut RunEnv,
 ) -> u64 {
-    // SAFETY: engines pass their live, exclusively borrowed RunEnv.
-    let env = unsafe { &mut *env };
-    // SAFETY: see map_lookup_elem.
-    let Some(h) = (unsafe { env.map_arg("map_update_elem", map) }) else {
-        return 0;
-    };
-    // SAFETY: as above.
-    let Some(key) = (unsafe { arg_bytes(env, "map_update_elem", key, h.key_size) }) else {
+    // SAFETY: forwarded helper contract.
+    let Some((env, h, key)) = (unsafe { map_and_key(env, "map_update_elem", map, key) }) else {
         return 0;
     };
     // SAFETY: as above.
@@ -99,14 +108,8 @@ pub(super) unsafe extern "C" fn map_delete_elem(
     _: u64,
     env: *mut RunEnv,
 ) -> u64 {
-    // SAFETY: engines pass their live, exclusively borrowed RunEnv.
-    let env = unsafe { &mut *env };
-    // SAFETY: see map_lookup_elem.
-    let Some(h) = (unsafe { env.map_arg("map_delete_elem", map) }) else {
-        return 0;
-    };
-    // SAFETY: as above.
-    let Some(key) = (unsafe { arg_bytes(env, "map_delete_elem", key, h.key_size) }) else {
+    // SAFETY: forwarded helper contract.
+    let Some((_, h, key)) = (unsafe { map_and_key(env, "map_delete_elem", map, key) }) else {
         return 0;
     };
     match h.map.delete(key) {
