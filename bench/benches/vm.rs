@@ -12,14 +12,10 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use userxdp_bench::packets;
+use userxdp_bench::{empty_vm, packets, pin_current_thread};
 use userxdp_runtime::context::{LowMemory, XdpFrame};
 use userxdp_runtime::kernel::{self, Oracle, RawProgram};
-use userxdp_runtime::object::{
-    self,
-    spec::{AttachPoint, ObjectSpec, ProgramSpec, ProgramType},
-};
-use userxdp_runtime::vm::insn::{Insn, BPF_ALU64, BPF_EXIT, BPF_JMP, BPF_K, BPF_MOV};
+use userxdp_runtime::object;
 use userxdp_runtime::vm::instance::{Engine, SafetyPolicy, Vm, VmOptions};
 
 /// Programs measured: parser-style, map-heavy, calls, and the trivial floor.
@@ -30,47 +26,8 @@ const PACKETS: usize = 64;
 /// do not dominate the mean.
 const KERNEL_REPEAT: u32 = 100;
 
-/// `r0 = XDP_PASS; exit` for `engine`: the baseline every userspace leg subtracts, as the
-/// kernel leg subtracts the kernel's empty program.
-fn empty_vm(engine: Engine) -> Vm {
-    let insns = vec![
-        Insn::new(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 2),
-        Insn::new(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
-    ];
-    let spec = ObjectSpec {
-        license: "GPL".into(),
-        maps: Vec::new(),
-        programs: vec![ProgramSpec {
-            name: "empty".into(),
-            section: "xdp".into(),
-            prog_type: ProgramType::Xdp,
-            attach: AttachPoint::Any,
-            xdp_frags: false,
-            insns,
-            map_relocs: Vec::new(),
-            subprograms: Vec::new(),
-        }],
-    };
-    // Two instructions of our own: nothing for a verifier to prove.
-    let opts = VmOptions {
-        engine,
-        safety: SafetyPolicy::None,
-        ..VmOptions::default()
-    };
-    Vm::new(spec, None, None, opts).expect("empty program")
-}
-
-fn pin_cpu0() {
-    // SAFETY: cpu_set_t is plain data passed by pointer to the syscall.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
 fn bench_engines(c: &mut Criterion) {
-    pin_cpu0();
+    pin_current_thread(0);
     let corpus = packets::corpus(0xbe7c, PACKETS);
     let kernel_ok = kernel::probe().is_ok();
     if !kernel_ok {
@@ -106,7 +63,7 @@ fn bench_engines(c: &mut Criterion) {
             )
             .expect("load");
             let mut runner = vm.runner(0);
-            let mut empty = empty_vm(engine).runner(0);
+            let mut empty = empty_vm(engine).expect("empty program").runner(0);
             let mut frame = XdpFrame::new().expect("frame");
             group.bench_function(BenchmarkId::from_parameter(label), |b| {
                 // Like the kernel's `repeat`: each packet runs `repeat` times in one timed

@@ -1,5 +1,8 @@
 //! Benchmark and comparison support: packet corpora and kernel-vs-userspace measurement.
 #![warn(missing_docs)]
 
+pub mod baseline;
 pub mod packets;
 pub mod stats;
+
+pub use baseline::{empty_vm, pin_current_thread};

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use userxdp_bench::packets;
+use userxdp_bench::{packets, pin_current_thread};
 use userxdp_runtime::context::XdpFrame;
 use userxdp_runtime::kernel::{self, KernelError, Oracle};
 use userxdp_runtime::maps::dump::{self, MapDump};
@@ -31,36 +31,6 @@ fn kernel_or_skip() -> bool {
             eprintln!("skipping differential test: {e}");
             false
         }
-    }
-}
-
-/// Possible CPUs, as the kernel sizes per-CPU values (`/sys/devices/system/cpu/possible`).
-fn possible_cpus() -> u32 {
-    std::fs::read_to_string("/sys/devices/system/cpu/possible")
-        .ok()
-        .and_then(|s| {
-            s.trim()
-                .split(',')
-                .map(|p| match p.split_once('-') {
-                    Some((a, b)) => Some(b.parse::<u32>().ok()? - a.parse::<u32>().ok()? + 1),
-                    None => Some(1),
-                })
-                .sum::<Option<u32>>()
-        })
-        .unwrap_or(1)
-}
-
-/// Runs this thread on CPU 0, so the kernel's test runs and our runner use the same per-CPU slot.
-fn pin_to_cpu0() {
-    // SAFETY: cpu_set_t is plain data passed by pointer to the syscall.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-            0,
-            "cannot pin to CPU 0"
-        );
     }
 }
 
@@ -118,7 +88,7 @@ fn dumps_of(vm: &Vm) -> Vec<(String, MapDump)> {
 fn differential(name: &str, path: &Path, program: &str) -> Result<usize, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let spec = object::parse(&bytes).map_err(|e| format!("{name}: parse: {e}"))?;
-    let ncpus = possible_cpus();
+    let ncpus = kernel::possible_cpus();
     let opts = |engine| VmOptions {
         engine,
         safety: SafetyPolicy::Kernel,
@@ -312,7 +282,7 @@ fn project_programs_agree_with_the_kernel() {
     if !kernel_or_skip() {
         return;
     }
-    pin_to_cpu0();
+    assert!(pin_current_thread(0), "cannot pin to CPU 0");
     let mut checked = 0;
     for name in userxdp_programs::NAMES {
         if userxdp_programs::KERNEL_REJECTS.contains(name)
@@ -358,7 +328,7 @@ fn xdp_tools_objects_agree_with_the_kernel() {
     if !kernel_or_skip() {
         return;
     }
-    pin_to_cpu0();
+    assert!(pin_current_thread(0), "cannot pin to CPU 0");
     let Ok(dir) = std::fs::read_dir(XDP_TOOLS_DIR) else {
         eprintln!("skipping: {XDP_TOOLS_DIR} missing (install xdp-tools: scripts/setup.sh does)");
         return;

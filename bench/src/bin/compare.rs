@@ -9,15 +9,11 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use userxdp_bench::packets;
 use userxdp_bench::stats::Spread;
+use userxdp_bench::{empty_vm, packets, pin_current_thread};
 use userxdp_runtime::context::{XdpAction, XdpFrame};
 use userxdp_runtime::kernel::{self, Oracle, RawProgram};
-use userxdp_runtime::object::{
-    self,
-    spec::{AttachPoint, ObjectSpec, ProgramSpec, ProgramType},
-};
-use userxdp_runtime::vm::insn::{Insn, BPF_ALU64, BPF_EXIT, BPF_JMP, BPF_K, BPF_MOV};
+use userxdp_runtime::object;
 use userxdp_runtime::vm::instance::{Engine, Runner, SafetyPolicy, Vm, VmOptions};
 
 struct Args {
@@ -86,15 +82,6 @@ fn resolve(obj: &str) -> Result<std::path::PathBuf> {
         .with_context(|| format!("{obj}: no such file or built-in program"))
 }
 
-fn pin(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data passed by pointer to the syscall.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
 /// Mean ns per run of `runner`, net of `empty`'s cost, over the corpus: for every packet the
 /// empty program and the program each run `repeat` times back to back, so that drift between
 /// the two measurements (frequency, cache, noise on the other core) cancels out.
@@ -127,40 +114,6 @@ fn time_user(
     ))
 }
 
-/// `r0 = XDP_PASS; exit`: the empty program whose cost each engine subtracts, so that every
-/// column is program execution only (the kernel's test-run loop and our run entry excluded).
-fn empty_vm(engine: Engine) -> Result<Vm> {
-    let program = ProgramSpec {
-        name: "empty".into(),
-        section: "xdp".into(),
-        prog_type: ProgramType::Xdp,
-        attach: AttachPoint::Any,
-        xdp_frags: false,
-        insns: vec![
-            Insn::new(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 2),
-            Insn::new(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
-        ],
-        map_relocs: Vec::new(),
-        subprograms: Vec::new(),
-    };
-    let spec = ObjectSpec {
-        license: "GPL".into(),
-        maps: Vec::new(),
-        programs: vec![program],
-    };
-    // Two instructions of our own: nothing for a verifier to prove.
-    Ok(Vm::new(
-        spec,
-        None,
-        None,
-        VmOptions {
-            engine,
-            safety: SafetyPolicy::None,
-            ..VmOptions::default()
-        },
-    )?)
-}
-
 /// As [`time_user`] for the kernel: `BPF_PROG_TEST_RUN` durations of the empty program and
 /// the program, interleaved per packet. Returns (net, empty).
 fn time_kernel(
@@ -183,7 +136,7 @@ fn main() -> Result<()> {
     let args = parse_args();
     kernel::probe().context("compare needs the kernel as the reference (run as root)")?;
     // Everything on one core, the same for every engine; say which.
-    pin(0);
+    pin_current_thread(0);
     let corpus = packets::corpus(0x5eed, args.packets);
     println!(
         "# {} packets, {} rounds alternating kernel/jit/interp, {} runs per packet per round, all on CPU 0",

@@ -111,7 +111,7 @@ pub fn main(args: RunArgs) -> Result<()> {
     }
     // Per-CPU values are laid out for every possible CPU, and runs happen on CPU 0, so that
     // map dumps from every engine have the same shape.
-    let ncpus = super::possible_cpus();
+    let ncpus = kernel::possible_cpus();
     super::pin_current_thread(0);
 
     let (results, maps, elapsed, engine_name) = match args.engine {

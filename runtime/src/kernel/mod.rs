@@ -186,6 +186,12 @@ pub fn test_run_insns(
     RawProgram::load(insns, prog_type)?.test_run(data, repeat)
 }
 
+/// Number of possible CPUs, as the kernel lays out per-CPU map values (libbpf's count, the
+/// same the oracle uses for its dumps); 1 if it cannot be read.
+pub fn possible_cpus() -> u32 {
+    sys::possible_cpus().map_or(1, |n| n as u32)
+}
+
 /// Raw instructions (no maps) loaded into the kernel once and run many times; unloaded on drop.
 #[derive(Debug)]
 pub struct RawProgram {

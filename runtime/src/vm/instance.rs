@@ -119,6 +119,22 @@ pub struct LoadedProgram {
     budget: u64,
 }
 
+/// Clears the pending tail call and returns its target with a reference of our own, so that
+/// replacing the PROG_ARRAY slot while the target runs cannot free it.
+///
+/// # Safety
+/// `env.tail_call_target` was set by a successful `bpf_tail_call`: it points to a
+/// `LoadedProgram` owned by an `Arc` in a PROG_ARRAY slot's owner list.
+unsafe fn take_tail_target(env: &mut RunEnv) -> Arc<LoadedProgram> {
+    env.tail_call_pending = 0;
+    let target = env.tail_call_target as *const LoadedProgram;
+    // SAFETY: caller's contract; the slot's Arc is alive now, and we add our own count.
+    unsafe {
+        Arc::increment_strong_count(target);
+        Arc::from_raw(target)
+    }
+}
+
 /// [`RunEnv::tail_hook`]: runs the pending tail-call target as the kernel does after a tail
 /// call from a subprogram, i.e. in place of that subprogram, returning the target's r0 to the
 /// subprogram's caller. Further tail calls of the target continue here, sharing the run's
@@ -133,13 +149,8 @@ unsafe fn tail_in_place(env: *mut RunEnv) -> Result<u64, VmError> {
     let env = unsafe { &mut *env };
     let r1 = env.ctx as u64;
     loop {
-        env.tail_call_pending = 0;
-        let target = env.tail_call_target as *const LoadedProgram;
-        // SAFETY: see the function contract; we hold our own reference while it runs.
-        let prog = unsafe {
-            Arc::increment_strong_count(target);
-            Arc::from_raw(target)
-        };
+        // SAFETY: see the function contract.
+        let prog = unsafe { take_tail_target(env) };
         let r0 = match &prog.jit {
             // SAFETY: same policy as the program that made the tail call.
             Some(jit) => unsafe { jit.run(env, r1, 0)? },
@@ -567,14 +578,8 @@ impl Runner {
             if self.env.tail_call_pending == 0 {
                 return Ok(r0);
             }
-            self.env.tail_call_pending = 0;
-            let target = self.env.tail_call_target as *const LoadedProgram;
-            // SAFETY: the pointer came from a PROG_ARRAY slot, whose owner list holds an Arc
-            // of this LoadedProgram; we take our own reference before running it.
-            let next = unsafe {
-                Arc::increment_strong_count(target);
-                Arc::from_raw(target)
-            };
+            // SAFETY: the pending tail call was set by `bpf_tail_call` from a PROG_ARRAY slot.
+            let next = unsafe { take_tail_target(&mut self.env) };
             prog = Arc::as_ptr(&next);
             drop(held.replace(next));
             // r1 is the context again for the target, as in the kernel.

@@ -1,7 +1,7 @@
 //! A program ready for an engine: relocated instructions, function table, helpers resolved.
 
 use super::insn::{self, Insn, BPF_CALL, BPF_JMP, CALL_HELPER, CALL_KFUNC, CALL_LOCAL};
-use crate::helpers::{self, Helper};
+use crate::helpers;
 use crate::object::spec::ProgramType;
 
 /// Why a program cannot be prepared for execution.
@@ -123,10 +123,5 @@ impl PreparedProgram {
             .copied()
             .unwrap_or(self.insns.len());
         start..end
-    }
-
-    /// The helper a call instruction refers to (resolved at preparation, so always present).
-    pub fn helper(id: i32) -> &'static Helper {
-        helpers::get(id).expect("helpers resolved in PreparedProgram::new")
     }
 }

@@ -1,0 +1,52 @@
+//! What every measurement here shares: the empty program each engine's figures are net of, and
+//! pinning the measuring thread to one CPU.
+
+use userxdp_runtime::object::spec::{AttachPoint, ObjectSpec, ProgramSpec, ProgramType};
+use userxdp_runtime::vm::insn::{Insn, BPF_ALU64, BPF_EXIT, BPF_JMP, BPF_K, BPF_MOV};
+use userxdp_runtime::vm::instance::{Engine, LoadError, SafetyPolicy, Vm, VmOptions};
+
+/// `r0 = XDP_PASS; exit` for `engine`: the empty program whose cost each engine subtracts, so
+/// that figures are program execution only (the kernel's test-run loop and our run entry
+/// excluded; the kernel side uses `kernel::RawProgram::empty_xdp`).
+pub fn empty_vm(engine: Engine) -> Result<Vm, LoadError> {
+    let program = ProgramSpec {
+        name: "empty".into(),
+        section: "xdp".into(),
+        prog_type: ProgramType::Xdp,
+        attach: AttachPoint::Any,
+        xdp_frags: false,
+        insns: vec![
+            Insn::new(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 2),
+            Insn::new(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+        ],
+        map_relocs: Vec::new(),
+        subprograms: Vec::new(),
+    };
+    let spec = ObjectSpec {
+        license: "GPL".into(),
+        maps: Vec::new(),
+        programs: vec![program],
+    };
+    // Two instructions of our own: nothing for a verifier to prove.
+    Vm::new(
+        spec,
+        None,
+        None,
+        VmOptions {
+            engine,
+            safety: SafetyPolicy::None,
+            ..VmOptions::default()
+        },
+    )
+}
+
+/// Pins the calling thread to `cpu`, so that kernel test runs, per-CPU map slots and timings
+/// all happen on that CPU. Returns false when that is not possible.
+pub fn pin_current_thread(cpu: usize) -> bool {
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
