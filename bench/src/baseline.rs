@@ -1,8 +1,8 @@
 //! What every measurement here shares: the empty program each engine's figures are net of, and
 //! pinning the measuring thread to one CPU.
 
+use userxdp_runtime::kernel;
 use userxdp_runtime::object::spec::{AttachPoint, ObjectSpec, ProgramSpec, ProgramType};
-use userxdp_runtime::vm::insn::{Insn, BPF_ALU64, BPF_EXIT, BPF_JMP, BPF_K, BPF_MOV};
 use userxdp_runtime::vm::instance::{Engine, LoadError, SafetyPolicy, Vm, VmOptions};
 
 /// `r0 = XDP_PASS; exit` for `engine`: the empty program whose cost each engine subtracts, so
@@ -15,10 +15,7 @@ pub fn empty_vm(engine: Engine) -> Result<Vm, LoadError> {
         prog_type: ProgramType::Xdp,
         attach: AttachPoint::Any,
         xdp_frags: false,
-        insns: vec![
-            Insn::new(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 2),
-            Insn::new(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
-        ],
+        insns: kernel::return_pass_insns().to_vec(),
         map_relocs: Vec::new(),
         subprograms: Vec::new(),
     };

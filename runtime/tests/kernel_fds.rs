@@ -3,7 +3,6 @@
 
 use userxdp_runtime::kernel::{self, Oracle};
 use userxdp_runtime::object::spec::ProgramType;
-use userxdp_runtime::vm::insn::Insn;
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
@@ -19,22 +18,7 @@ fn kernel_calls_do_not_leak_fds() {
     }
     let maps = userxdp_programs::bytes("xdp_tailcall").unwrap();
     let bad = userxdp_programs::bytes("bad_oob").unwrap();
-    let prog = [
-        Insn {
-            op: 0xb7,
-            dst: 0,
-            src: 0,
-            off: 0,
-            imm: 2,
-        },
-        Insn {
-            op: 0x95,
-            dst: 0,
-            src: 0,
-            off: 0,
-            imm: 0,
-        },
-    ];
+    let prog = kernel::return_pass_insns();
     // Warm up lazily opened descriptors (libbpf feature probes, ...).
     kernel::verify(&maps, "xdp_tail_entry", None).unwrap();
     let before = open_fds();

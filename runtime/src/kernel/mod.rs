@@ -104,25 +104,13 @@ pub struct TestRunResult {
     pub duration_ns: u32,
 }
 
-/// `mov r0, XDP_PASS; exit`: the probe program and the benchmark floor.
-pub(crate) fn return_pass_insns() -> [Insn; 2] {
+/// `mov r0, XDP_PASS; exit`: the probe program and the empty-program baseline every engine's
+/// measurements subtract.
+pub fn return_pass_insns() -> [Insn; 2] {
+    use crate::vm::insn::{BPF_ALU64, BPF_EXIT, BPF_JMP, BPF_K, BPF_MOV};
     [
-        // mov64 r0, 2
-        Insn {
-            op: 0xb7,
-            dst: 0,
-            src: 0,
-            off: 0,
-            imm: 2,
-        },
-        // exit
-        Insn {
-            op: 0x95,
-            dst: 0,
-            src: 0,
-            off: 0,
-            imm: 0,
-        },
+        Insn::new(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 2),
+        Insn::new(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
     ]
 }
 
