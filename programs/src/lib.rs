@@ -24,6 +24,10 @@ pub const KERNEL_REJECTS: &[&str] = &[
 /// (e.g. as a kernel oracle) on a small machine.
 pub const HUGE_MAPS: &[&str] = &["big_maps"];
 
+/// `redirect.o`, the kernel half of the AF_XDP datapath, built into the binary so that
+/// `run-datapath` needs no file next to it.
+pub const REDIRECT_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/redirect.o"));
+
 /// The directory holding every built object (`OUT_DIR` of this crate's build script).
 pub fn dir() -> PathBuf {
     PathBuf::from(env!("OUT_DIR"))

@@ -106,11 +106,71 @@ pub const SKB_HEADROOM: usize = 64 + 2;
 /// Largest packet an skb frame holds here.
 pub const MAX_SKB_PACKET: usize = FRAME_SIZE - SKB_HEADROOM;
 
+/// Longest packet `bpf_skb_change_tail` may make (the kernel's `BPF_SKB_MAX_LEN`,
+/// `SKB_MAX_ALLOC`: four pages less the aligned `skb_shared_info`).
+pub const BPF_SKB_MAX_LEN: usize = 4 * 4096 - 320;
+
+/// Bytes mapped for one skb frame: headroom plus the longest packet a program can grow to, so
+/// that tail growth never moves the packet (the kernel may reallocate; programs must re-read
+/// `data`/`data_end` after it either way).
+pub const SKB_BUFFER_SIZE: usize = SKB_HEADROOM + BPF_SKB_MAX_LEN;
+
+/// The object r1 points to in a TC run: the UAPI `__sk_buff` (all a program may read, as the
+/// verifier limits context accesses) followed by the buffer bounds skb helpers need.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SkbContext {
+    /// What the program sees.
+    pub skb: SkBuff,
+    /// First byte of the packet buffer (`skb->head`).
+    pub head: u64,
+    /// One past the last byte the packet may grow to (`skb->end`).
+    pub end: u64,
+    /// Bytes at the start of the packet that `bpf_skb_change_tail` may not cut
+    /// (`__bpf_skb_min_len`: the network header offset, 14 after `eth_type_trans`).
+    pub min_len: u32,
+}
+
+impl SkbContext {
+    /// Packet length (`skb->len`, equal to `data_end - data`: frames are linear).
+    pub fn packet_len(&self) -> u32 {
+        self.skb.data_end.saturating_sub(self.skb.data)
+    }
+
+    /// Resizes the packet to `new_len` bytes as `bpf_skb_change_tail` does: new bytes are
+    /// zeroed, `len` and `data_end` follow. Returns `false` (and changes nothing) when
+    /// `new_len` is outside `[min_len, BPF_SKB_MAX_LEN]` or the buffer.
+    pub fn change_tail(&mut self, new_len: u32) -> bool {
+        let old = self.packet_len();
+        let data = self.skb.data as u64;
+        if (new_len as usize) > BPF_SKB_MAX_LEN
+            || new_len < self.min_len
+            || data + new_len as u64 > self.end
+        {
+            return false;
+        }
+        if new_len > old {
+            // SAFETY: [data + old, data + new_len) lies inside the buffer (checked against
+            // `end` above), which this context's frame owns.
+            unsafe {
+                std::ptr::write_bytes(
+                    (data + old as u64) as usize as *mut u8,
+                    0,
+                    (new_len - old) as usize,
+                )
+            };
+        }
+        self.skb.len = new_len;
+        self.skb.data_end = (data + new_len as u64) as u32;
+        true
+    }
+}
+
 /// One packet with its `__sk_buff`, as a TC program sees it.
 #[derive(Debug)]
 pub struct SkbFrame {
     mem: LowMemory,
-    skb: Box<SkBuff>,
+    ctx: Box<SkbContext>,
 }
 
 /// Fields a caller may preset, as `BPF_PROG_TEST_RUN`'s `ctx_in` allows.
@@ -126,8 +186,8 @@ impl SkbFrame {
     /// An empty frame.
     pub fn new() -> Result<SkbFrame, LowMemoryError> {
         Ok(SkbFrame {
-            mem: LowMemory::new(FRAME_SIZE)?,
-            skb: Box::default(),
+            mem: LowMemory::new(SKB_BUFFER_SIZE)?,
+            ctx: Box::default(),
         })
     }
 
@@ -149,10 +209,17 @@ impl SkbFrame {
             return Err(FrameError::TooShort { len: packet.len() });
         }
         let buf = self.mem.as_mut_slice();
-        buf.fill(0);
+        // Bytes past the packet are unreachable (tail growth zeroes what it adds), so only
+        // the part a previous packet may have used needs clearing.
+        let used = (SKB_HEADROOM + self.ctx.packet_len() as usize).min(buf.len());
+        buf[..used].fill(0);
         buf[SKB_HEADROOM..SKB_HEADROOM + packet.len()].copy_from_slice(packet);
-        let data = self.mem.as_ptr() as u64 + SKB_HEADROOM as u64;
-        *self.skb = SkBuff {
+        let head = self.mem.as_ptr() as u64;
+        let data = head + SKB_HEADROOM as u64;
+        self.ctx.head = head;
+        self.ctx.end = head + self.mem.len() as u64;
+        self.ctx.min_len = ETH_HLEN as u32;
+        self.ctx.skb = SkBuff {
             len: packet.len() as u32,
             pkt_type: pkt_type(&packet[..6]),
             mark: input.mark,
@@ -171,19 +238,26 @@ impl SkbFrame {
 
     /// The context.
     pub fn skb(&self) -> &SkBuff {
-        &self.skb
+        &self.ctx.skb
     }
 
-    /// Address of the context, as r1 of a run.
+    /// Address of the context, as r1 of a run. It points to an [`SkbContext`], whose first
+    /// field is the `__sk_buff`.
     pub fn skb_ptr(&mut self) -> *mut SkBuff {
-        &mut *self.skb
+        let ctx: *mut SkbContext = &mut *self.ctx;
+        ctx.cast()
+    }
+
+    /// The context with the buffer bounds.
+    pub fn context(&self) -> &SkbContext {
+        &self.ctx
     }
 
     /// Packet bytes `[data, data_end)`.
     pub fn packet(&self) -> &[u8] {
         let base = self.mem.as_ptr() as u64;
-        let a = (self.skb.data as u64).saturating_sub(base) as usize;
-        let b = (self.skb.data_end as u64).saturating_sub(base) as usize;
+        let a = (self.ctx.skb.data as u64).saturating_sub(base) as usize;
+        let b = (self.ctx.skb.data_end as u64).saturating_sub(base) as usize;
         self.mem.as_slice().get(a..b).unwrap_or(&[])
     }
 }
@@ -249,5 +323,28 @@ mod tests {
         f.load(&p, SkbInput::default()).unwrap();
         assert_eq!(f.skb().pkt_type, 2);
         assert_eq!(f.packet(), &p[..]);
+    }
+
+    #[test]
+    fn change_tail_grows_with_zeros_and_respects_limits() {
+        let mut f = SkbFrame::new().unwrap();
+        let p = vec![0xabu8; 60];
+        f.load(&p, SkbInput::default()).unwrap();
+        let mut ctx = *f.context();
+        assert!(ctx.change_tail(100));
+        assert!(!ctx.change_tail(13), "below the network header");
+        assert!(!ctx.change_tail(BPF_SKB_MAX_LEN as u32 + 1));
+        f.ctx.skb = ctx.skb;
+        assert_eq!(f.skb().len, 100);
+        assert_eq!(&f.packet()[..60], &p[..]);
+        assert!(f.packet()[60..].iter().all(|&b| b == 0));
+        let mut ctx = *f.context();
+        assert!(ctx.change_tail(BPF_SKB_MAX_LEN as u32));
+        assert!(ctx.change_tail(14));
+        f.ctx.skb = ctx.skb;
+        assert_eq!(f.packet(), &p[..14]);
+        // A reload after growth leaves no trace of the grown bytes.
+        f.load(&p[..20], SkbInput::default()).unwrap();
+        assert_eq!(f.packet(), &p[..20]);
     }
 }

@@ -18,6 +18,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("xdp_drop", &["xdp_drop"]),
     ("xdp_tx", &["xdp_tx"]),
     ("xdp_parse", &["xdp_parse"]),
+    ("xdp_redirect_dev", &["xdp_redirect_dev"]),
     ("xdp_maps", &["xdp_flow_account"]),
     ("xdp_globals", &["xdp_globals"]),
     ("xdp_calls", &["xdp_calls_a", "xdp_calls_b"]),
@@ -31,8 +32,32 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("xdp_csum", &["xdp_csum"]),
     ("xdp_bytes", &["xdp_bytes"]),
     ("xdp_tail_subprog", &["xdp_tail_subprog", "tail_target"]),
+    ("xdp_spin_lock", &["xdp_spin_lock"]),
+    ("xdp_for_each", &["xdp_for_each"]),
+    ("tc_skb_helpers", &["tc_skb_helpers"]),
+    ("lb", &["xdp_lb"]),
     // Multi-GB and pinned maps: only verifiable because verify() shrinks and unpins them.
     ("big_maps", &["big_maps"]),
+    // Statically initialized prog arrays: verify() loads their targets with each program.
+    (
+        "cache",
+        &[
+            "cache_ingress",
+            "cache_hash_keys",
+            "cache_lookup",
+            "cache_reply",
+            "cache_invalidate",
+            "cache_egress",
+            "cache_fill",
+        ],
+    ),
+    // The same source with a 64-entry table (for the differential tests).
+    ("cache_small", &["cache_ingress", "cache_egress"]),
+    ("xdp_lpm", &["xdp_lpm"]),
+    ("xdp_queue", &["xdp_queue"]),
+    ("xdp_ringbuf", &["xdp_ringbuf"]),
+    ("xdp_map_in_map", &["xdp_map_in_map"]),
+    ("xdp_devmap_hash", &["xdp_devmap_hash"]),
 ];
 
 /// Returns true (after saying why) when the kernel cannot be used.

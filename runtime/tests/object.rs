@@ -694,3 +694,51 @@ fn project_programs() {
         println!("{name}: {} | maps: {}", progs.join(", "), maps.join(", "));
     }
 }
+
+/// Prog arrays initialized statically in C (`.values = { [i] = &prog }`): the slots come out of
+/// `.rel.maps` as `initial_slots`, and `Vm::new` fills them without loader code.
+#[test]
+fn static_prog_array_slots() {
+    use userxdp_runtime::context::XdpFrame;
+    use userxdp_runtime::vm::instance::{Engine, SafetyPolicy, Vm, VmOptions};
+
+    let Some(bytes) = compile("obj_prog_array") else {
+        return;
+    };
+    let spec = object::parse(&bytes).unwrap();
+    let slots = |m: &str| spec.map(m).unwrap().initial_slots.clone();
+    assert_eq!(
+        slots("jumps"),
+        vec![(0, "slot_zero".to_string()), (2, "slot_two".to_string())]
+    );
+    assert!(slots("before").is_empty());
+    assert!(slots("empty_jumps").is_empty());
+    assert_eq!(spec.map("jumps").unwrap().value_size, 4);
+
+    // The project's cache wires its chain the same way.
+    let cache = object::parse(&userxdp_programs::bytes("cache").expect("cache.o")).unwrap();
+    let names = |m: &str| -> Vec<(u32, String)> { cache.map(m).unwrap().initial_slots.clone() };
+    assert_eq!(
+        names("cache_xdp_progs"),
+        vec![
+            (0, "cache_hash_keys".to_string()),
+            (1, "cache_lookup".to_string()),
+            (2, "cache_reply".to_string()),
+            (3, "cache_invalidate".to_string()),
+        ]
+    );
+    assert_eq!(names("cache_tc_progs"), vec![(0, "cache_fill".to_string())]);
+
+    // entry -> jumps[2] = slot_two -> empty_jumps[0] (empty: falls through) -> XDP_TX.
+    let opts = VmOptions {
+        engine: Engine::Interpreter,
+        safety: SafetyPolicy::Guarded,
+        ncpus: 1,
+        ..VmOptions::default()
+    };
+    let vm = Vm::new(spec, Some(&bytes), Some("entry"), opts).unwrap();
+    let mut frame = XdpFrame::new().unwrap();
+    frame.load(&[0u8; 64]).unwrap();
+    let r = vm.runner(0).run_xdp(&mut frame).unwrap();
+    assert_eq!(r.retval, 3, "the static slot was filled at load");
+}

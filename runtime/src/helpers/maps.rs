@@ -56,6 +56,15 @@ pub(super) unsafe extern "C" fn map_lookup_elem(
         return 0;
     };
     match h.map.lookup(key, env.cpu) {
+        Some(p) if env.checked && crate::maps::of_maps::is_map_of_maps(h.map_type) => {
+            // An inner map's handle: a map argument for later helper calls, never memory the
+            // program may touch.
+            let addr = p.as_ptr() as u64;
+            if let Err(i) = env.map_handles.binary_search(&addr) {
+                env.map_handles.insert(i, addr);
+            }
+            addr
+        }
         Some(p) => {
             if env.checked {
                 let writable = h.map.spec().flags & crate::maps::BPF_F_RDONLY_PROG == 0;

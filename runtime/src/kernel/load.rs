@@ -59,19 +59,38 @@ pub(super) fn load_object(bytes: &[u8], opts: LoadOptions<'_>) -> Result<Loaded,
             });
         }
     }
-    prepare_maps(&mut open, opts.shrink_maps);
+    // Prog arrays initialized statically in C: libbpf fills them after loading every program
+    // and fails if a target is not loaded or a slot is beyond a shrunk map, so their targets
+    // load with the selected program and their sizes are kept.
+    let static_slots = crate::object::parse(bytes)
+        .map(|spec| {
+            spec.maps
+                .into_iter()
+                .filter(|m| !m.initial_slots.is_empty())
+                .map(|m| (m.name, m.initial_slots))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let keep_size: Vec<&str> = static_slots.iter().map(|(m, _)| m.as_str()).collect();
+    let slot_targets: Vec<&str> = static_slots
+        .iter()
+        .flat_map(|(_, slots)| slots.iter().map(|(_, p)| p.as_str()))
+        .collect();
+    prepare_maps(&mut open, opts.shrink_maps, &keep_size);
 
     // One log buffer per program. They must outlive `load()`: libbpf keeps raw pointers to
     // them until it is done loading.
     let mut logs: Vec<(String, Vec<u8>)> = Vec::new();
     for mut prog in open.progs_mut() {
         let name = prog.name().to_string_lossy().into_owned();
-        let selected = !matches!(opts.only, Some(only) if only != name);
+        let chosen = !matches!(opts.only, Some(only) if only != name);
+        let selected = chosen || slot_targets.contains(&name.as_str());
         prog.set_autoload(selected);
         if !selected {
             continue;
         }
-        if let Some(ty) = opts.prog_type {
+        // A tail-call target loaded only to fill a static slot keeps its own type.
+        if let Some(ty) = opts.prog_type.filter(|_| chosen) {
             prog.set_prog_type(libbpf_rs::ProgramType::from(ty.kernel_id()));
             // libbpf derived the expected attach type from the section; a different program
             // type needs the one that fits it (BPF_XDP for XDP, none otherwise).
@@ -125,8 +144,9 @@ pub(super) fn load_object(bytes: &[u8], opts: LoadOptions<'_>) -> Result<Loaded,
     }
 }
 
-/// Turns pinning off for every map and, when asked, shrinks ordinary maps.
-fn prepare_maps(open: &mut OpenObject, shrink: bool) {
+/// Turns pinning off for every map and, when asked, shrinks ordinary maps except those named in
+/// `keep_size`.
+fn prepare_maps(open: &mut OpenObject, shrink: bool, keep_size: &[&str]) {
     for mut map in open.maps_mut() {
         let raw = map.as_libbpf_object().as_ptr();
         // SAFETY: `raw` is a live map of `open`. A NULL path is libbpf's documented way to
@@ -140,7 +160,7 @@ fn prepare_maps(open: &mut OpenObject, shrink: bool) {
         }
         // SAFETY: `raw` is a live map of `open`; the call only reads it.
         let internal = unsafe { libbpf_sys::bpf_map__is_internal(raw) };
-        if internal {
+        if internal || keep_size.iter().any(|k| map.name().to_str() == Some(*k)) {
             continue;
         }
         if let Some(n) = shrunk_max_entries(u32::from(map.map_type()), map.max_entries()) {

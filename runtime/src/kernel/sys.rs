@@ -133,7 +133,9 @@ pub(crate) fn prog_test_run(
     ctx: Option<&[u8]>,
     repeat: u32,
 ) -> Result<RunOutput, io::Error> {
-    let mut out = vec![0u8; data.len() + 512];
+    // Room for a program that grows the packet to a whole page (bpf_xdp_adjust_tail can reach
+    // the end of the test run's 4 KiB frame); too small a buffer makes the run fail ENOSPC.
+    let mut out = vec![0u8; data.len() + 4096];
     // SAFETY: all-zero is the valid "no options" value of this C struct; `sz` set below.
     let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
     opts.sz = std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _;

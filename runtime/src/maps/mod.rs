@@ -6,9 +6,15 @@
 //! concatenated, each rounded up to 8 bytes).
 
 mod array;
+pub mod devmap_hash;
 pub mod dump;
+pub mod epoch;
 mod hash;
+pub mod lpm;
+pub mod of_maps;
 mod prog_array;
+pub mod queue;
+pub mod ringbuf;
 mod target;
 
 use std::any::Any;
@@ -111,6 +117,9 @@ pub enum MapError {
     /// E2BIG: the map is full, or an array index is out of range.
     #[error("map is full or index out of range")]
     TooBig,
+    /// ENOSPC: no room for a new element (a full LPM trie).
+    #[error("no space left in the map")]
+    NoSpace,
     /// EINVAL: wrong sizes or flags.
     #[error("invalid argument: {0}")]
     Invalid(String),
@@ -126,6 +135,7 @@ impl MapError {
             MapError::NotFound => libc::ENOENT,
             MapError::Exists => libc::EEXIST,
             MapError::TooBig => libc::E2BIG,
+            MapError::NoSpace => libc::ENOSPC,
             MapError::Invalid(_) => libc::EINVAL,
             MapError::Unsupported(_) => libc::EOPNOTSUPP,
         }) as i64
@@ -299,6 +309,19 @@ pub fn create(spec: &MapSpec, ncpus: u32) -> Result<Arc<dyn Map>, CreateError> {
             Arc::new(TargetArrayMap::new(spec.clone()))
         }
         types::PERF_EVENT_ARRAY => Arc::new(PerfEventArrayMap::new(spec.clone())),
+        types::LPM_TRIE => Arc::new(lpm::LpmTrieMap::new(spec.clone()).map_err(|e| invalid(&e))?),
+        types::QUEUE | types::STACK => {
+            Arc::new(queue::QueueMap::new(spec.clone()).map_err(|e| invalid(&e))?)
+        }
+        types::RINGBUF => {
+            Arc::new(ringbuf::RingBufMap::new(spec.clone()).map_err(|e| invalid(&e))?)
+        }
+        types::DEVMAP_HASH => {
+            Arc::new(devmap_hash::DevMapHash::new(spec.clone()).map_err(|e| invalid(&e))?)
+        }
+        types::ARRAY_OF_MAPS | types::HASH_OF_MAPS => {
+            Arc::new(of_maps::MapOfMaps::new(spec.clone(), ncpus).map_err(|e| invalid(&e))?)
+        }
         other => {
             return Err(CreateError::UnsupportedType {
                 name: spec.name.clone(),

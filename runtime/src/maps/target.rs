@@ -42,10 +42,9 @@ fn next_set(slots: usize, key: Option<&[u8]>, is_set: impl Fn(usize) -> bool) ->
 #[derive(Debug)]
 pub struct TargetArrayMap {
     spec: MapSpec,
-    /// Boxed so a pointer returned to a program stays valid until the slot is replaced and
-    /// the map quiesced.
+    /// Boxed so that a pointer returned to a program stays valid after the slot is replaced
+    /// or deleted, until every run pinned at that moment is over (`maps::epoch`).
     slots: Mutex<Vec<Option<Box<[u64]>>>>,
-    retired: Mutex<Vec<Box<[u64]>>>,
 }
 
 impl TargetArrayMap {
@@ -55,7 +54,6 @@ impl TargetArrayMap {
         TargetArrayMap {
             spec,
             slots: Mutex::new(vec![None; n]),
-            retired: Mutex::new(Vec::new()),
         }
     }
 
@@ -88,7 +86,7 @@ impl Map for TargetArrayMap {
     fn delete(&self, key: &[u8]) -> Result<(), MapError> {
         let i = index_of(&self.spec, key)?;
         let old = self.slots.lock()[i].take().ok_or(MapError::NotFound)?;
-        self.retired.lock().push(old);
+        super::epoch::retire(old);
         Ok(())
     }
 
@@ -133,13 +131,9 @@ impl Map for TargetArrayMap {
             )
         };
         if let Some(old) = slots[i].replace(words) {
-            self.retired.lock().push(old);
+            super::epoch::retire(old);
         }
         Ok(())
-    }
-
-    fn quiesce(&self) {
-        self.retired.lock().clear();
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::btf::{Btf, Kind, Member};
-use super::elf::{Elf, Section, SHT_NOBITS, SHT_PROGBITS, STT_SECTION};
+use super::elf::{Elf, Section, SHT_NOBITS, SHT_PROGBITS, STT_FUNC, STT_SECTION};
 use super::error::ObjectError;
 use super::spec::{MapSpec, Pinning};
 
@@ -97,6 +97,7 @@ fn empty_spec(name: String) -> MapSpec {
         global_data: false,
         btf_key_type_id: 0,
         btf_value_type_id: 0,
+        initial_slots: Vec::new(),
     }
 }
 
@@ -204,6 +205,8 @@ fn btf_maps(
     let Kind::Datasec { vars, .. } = &datasec.kind else {
         return Ok(());
     };
+    // (definition offset, offset of `values` inside it, index in `specs`) of prog arrays.
+    let mut prog_arrays = Vec::new();
     for vsi in vars {
         let var = btf.get(vsi.type_id)?;
         let Kind::Var { target } = var.kind else {
@@ -227,8 +230,88 @@ fn btf_maps(
             .find(|s| s.section == Some(index) && s.name == name)
             .map(|s| s.value)
             .unwrap_or(u64::from(vsi.offset));
+        if spec.map_type == PROG_ARRAY {
+            if let Some(pos) = members.iter().position(|m| m.name == "values") {
+                if pos + 1 != members.len() {
+                    return Err(bad_def(&name, "values must be the last field"));
+                }
+                // Every field of a BTF map definition is a pointer (8 bytes), so the flexible
+                // `values` array starts right after the others.
+                prog_arrays.push((offset, 8 * pos as u64, maps.specs.len()));
+            }
+        }
         maps.by_offset.insert((index, offset), maps.specs.len());
         maps.specs.push(spec);
+    }
+    prog_array_slots(elf, index, &prog_arrays, maps)
+}
+
+/// Static PROG_ARRAY contents: `.rel.maps` entries pointing into a prog array's `values` name
+/// the program of each slot, as libbpf's `bpf_object__collect_map_relos` reads them.
+/// Relocations into map-in-map `values` are left alone (not supported yet).
+fn prog_array_slots(
+    elf: &Elf,
+    index: usize,
+    prog_arrays: &[(u64, u64, usize)],
+    maps: &mut Maps,
+) -> Result<(), ObjectError> {
+    let section = &elf.sections[index].name;
+    for rs in elf.reloc_sections.iter().filter(|rs| rs.target == index) {
+        for r in &rs.relocs {
+            let sym = elf.symbols.get(r.symbol);
+            let bad = |reason: String| ObjectError::BadRelocation {
+                section: section.clone(),
+                offset: r.offset,
+                symbol: sym.map_or_else(|| format!("#{}", r.symbol), |s| s.name.clone()),
+                reason,
+            };
+            // The definition holding the relocated field: the last one starting at or before it.
+            let Some(&(start, values_off, map)) = prog_arrays
+                .iter()
+                .filter(|(start, _, _)| *start <= r.offset)
+                .max_by_key(|(start, _, _)| *start)
+            else {
+                continue;
+            };
+            let next_def = maps
+                .by_offset
+                .keys()
+                .filter(|(sec, off)| *sec == index && *off > start)
+                .map(|(_, off)| *off)
+                .min();
+            if next_def.is_some_and(|next| r.offset >= next) {
+                continue; // belongs to a later, non-prog-array map
+            }
+            let spec = &maps.specs[map];
+            let moff = r
+                .offset
+                .checked_sub(start + values_off)
+                .ok_or_else(|| bad(format!("points into map {} before its values", spec.name)))?;
+            if moff % 8 != 0 {
+                return Err(bad(format!(
+                    "misaligned slot in values of map {}",
+                    spec.name
+                )));
+            }
+            let slot = moff / 8;
+            if slot >= u64::from(spec.max_entries) {
+                return Err(bad(format!(
+                    "slot {slot} beyond max_entries {} of map {}",
+                    spec.max_entries, spec.name
+                )));
+            }
+            let Some(sym) = sym.filter(|s| s.kind == STT_FUNC && s.section.is_some()) else {
+                return Err(bad(format!(
+                    "slot {slot} of prog array {} does not name a program",
+                    spec.name
+                )));
+            };
+            let name = sym.name.clone();
+            let slots = &mut maps.specs[map].initial_slots;
+            slots.retain(|(s, _)| u64::from(*s) != slot);
+            slots.push((slot as u32, name));
+            slots.sort();
+        }
     }
     Ok(())
 }

@@ -18,7 +18,8 @@
 //! - every linked program passes [`crate::vm::insn::validate`] and calls only kernel helpers.
 //!
 //! Not handled: CO-RE relocations (`.BTF.ext` is ignored), externs (`.kconfig`, `.ksyms`,
-//! kfuncs: an error), initial slots of map-in-map and prog-array `values` (`.rel.maps`, ignored).
+//! kfuncs: an error), initial slots of map-in-map `values` (`.rel.maps`, ignored). Initial slots
+//! of prog arrays are read into [`MapSpec::initial_slots`].
 //!
 //! No input panics: every offset is checked, and errors name the section, symbol and
 //! instruction ([`ObjectError`]).

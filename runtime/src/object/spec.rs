@@ -139,6 +139,9 @@ pub struct MapSpec {
     pub btf_key_type_id: u32,
     /// BTF type id of the value, when the object has BTF.
     pub btf_value_type_id: u32,
+    /// Slots of a PROG_ARRAY initialized statically in C (libbpf's `.values = { [i] = &prog }`),
+    /// as (slot, program function name), in slot order; empty for other maps.
+    pub initial_slots: Vec<(u32, String)>,
 }
 
 /// Everything an object file declares.

@@ -20,10 +20,10 @@ use super::interp::{Interpreter, DEFAULT_BUDGET};
 use super::jit::{JitError, JitOptions, JitProgram};
 use super::memory::{Region, RegionKind};
 use super::program::{PrepareError, PreparedProgram};
-use crate::context::{XdpAction, XdpFrame, XDP_MD_SIZE};
+use crate::context::{XdpAction, XdpContext, XdpFrame, XDP_MD_SIZE};
 use crate::kernel::KernelError;
 use crate::maps::{self, CreateError, Map, MapHandle, ProgArrayMap};
-use crate::object::spec::{MapRefKind, ObjectSpec, ProgramSpec};
+use crate::object::spec::{MapRefKind, MapSpec, ObjectSpec, ProgramSpec};
 use crate::skb::{self, SkbFrame, SK_BUFF_SIZE};
 
 /// Which engine executes the program.
@@ -105,6 +105,14 @@ pub enum LoadError {
     /// The kernel verifier rejected the program, or could not be asked.
     #[error(transparent)]
     Kernel(#[from] KernelError),
+    /// A reload found a map of the same name that cannot carry its state over.
+    #[error("map {map}: {reason}; a reload keeps maps, so their shape must not change")]
+    IncompatibleMap {
+        /// Map name.
+        map: String,
+        /// What differs.
+        reason: String,
+    },
     /// Kernel verification requested without the object bytes to verify.
     #[error("safety policy `kernel` needs the object file bytes to verify")]
     NoObjectBytes,
@@ -207,7 +215,8 @@ fn kernel_verify(bytes: &[u8], program: &ProgramSpec) -> Result<(), KernelError>
 
 impl Vm {
     /// Instantiates `program` (function or section name; the first program when `None`) of an
-    /// object: creates its maps, relocates, verifies as the policy says, and compiles.
+    /// object: creates its maps, relocates, verifies as the policy says, and compiles. Prog
+    /// arrays initialized statically in C ([`crate::object::MapSpec::initial_slots`]) are filled.
     ///
     /// `object_bytes` are needed for [`SafetyPolicy::Kernel`] with the JIT.
     pub fn new(
@@ -215,6 +224,71 @@ impl Vm {
         object_bytes: Option<&[u8]>,
         program: Option<&str>,
         options: VmOptions,
+    ) -> Result<Vm, LoadError> {
+        Self::build(spec, object_bytes, program, options, None)
+    }
+
+    /// A new version of a running program: `program` of `spec`, instantiated with this
+    /// instance's options and its maps wherever the new object declares a map of the same
+    /// name, so that their state carries over (hot reload). A same-named map must have the
+    /// same type, key and value size, entry count and flags. Fresh maps are made for maps
+    /// the old object lacks, for read-only data (`.rodata` holds the new object's constants)
+    /// and for PROG_ARRAYs (their slots hold the old object's programs).
+    pub fn reload(
+        &self,
+        spec: ObjectSpec,
+        object_bytes: Option<&[u8]>,
+        program: Option<&str>,
+    ) -> Result<Vm, LoadError> {
+        Self::build(
+            spec,
+            object_bytes,
+            program,
+            self.shared.options.clone(),
+            Some(self),
+        )
+    }
+
+    /// The map to use for `m` in a reload of `old`: the old map when compatible.
+    fn reused_map(old: &Vm, m: &MapSpec) -> Result<Option<Arc<dyn Map>>, LoadError> {
+        let Some(prev) = old.map(&m.name) else {
+            return Ok(None);
+        };
+        let p = prev.spec();
+        let read_only = m.global_data && m.flags & crate::maps::BPF_F_RDONLY_PROG != 0;
+        if read_only || m.map_type == maps::types::PROG_ARRAY {
+            return Ok(None);
+        }
+        let differs = |what: &str, a: u32, b: u32| {
+            Err(LoadError::IncompatibleMap {
+                map: m.name.clone(),
+                reason: format!("{what} was {a}, is now {b}"),
+            })
+        };
+        if p.map_type != m.map_type {
+            return differs("type", p.map_type, m.map_type);
+        }
+        if p.key_size != m.key_size {
+            return differs("key size", p.key_size, m.key_size);
+        }
+        if p.value_size != m.value_size {
+            return differs("value size", p.value_size, m.value_size);
+        }
+        if p.max_entries != m.max_entries {
+            return differs("max_entries", p.max_entries, m.max_entries);
+        }
+        if p.flags != m.flags {
+            return differs("flags", p.flags, m.flags);
+        }
+        Ok(Some(prev.clone()))
+    }
+
+    fn build(
+        spec: ObjectSpec,
+        object_bytes: Option<&[u8]>,
+        program: Option<&str>,
+        options: VmOptions,
+        reuse: Option<&Vm>,
     ) -> Result<Vm, LoadError> {
         let prog_spec = match program {
             Some(name) => spec.program(name),
@@ -238,7 +312,14 @@ impl Vm {
 
         let mut maps = Vec::with_capacity(spec.maps.len());
         for m in &spec.maps {
-            maps.push(maps::create(m, options.ncpus)?);
+            let kept = match reuse {
+                Some(old) => Self::reused_map(old, m)?,
+                None => None,
+            };
+            maps.push(match kept {
+                Some(map) => map,
+                None => maps::create(m, options.ncpus)?,
+            });
         }
         let handles: Vec<Box<MapHandle>> = maps.iter().map(|m| MapHandle::new(m.clone())).collect();
         let shared = Arc::new(Shared {
@@ -254,7 +335,15 @@ impl Vm {
             .programs
             .lock()
             .insert(prog_spec.name.clone(), entry.clone());
-        Ok(Vm { shared, entry })
+        let vm = Vm { shared, entry };
+        // Prog arrays initialized statically in C (`.values = { [i] = &prog }`), as libbpf
+        // fills them at load.
+        for m in &vm.shared.spec.maps {
+            for (slot, program) in &m.initial_slots {
+                vm.set_tail_call(&m.name, *slot, program)?;
+            }
+        }
+        Ok(vm)
     }
 
     /// Relocates and compiles one program of the object against the instance's maps.
@@ -347,6 +436,17 @@ impl Vm {
             .zip(self.shared.maps.iter())
     }
 
+    /// Maps with the address a program holds for them (what `bpf_redirect_map` records in
+    /// [`Redirect::Map`]), so that the datapath can resolve a redirect target.
+    pub fn maps_by_handle(&self) -> impl Iterator<Item = (u64, &str, &Arc<dyn Map>)> {
+        self.shared
+            .handles
+            .iter()
+            .map(|h| h.addr())
+            .zip(self.maps())
+            .map(|(addr, (name, map))| (addr, name, map))
+    }
+
     /// A map by name.
     pub fn map(&self, name: &str) -> Option<&Arc<dyn Map>> {
         self.maps().find(|(n, _)| *n == name).map(|(_, m)| m)
@@ -408,6 +508,49 @@ impl Vm {
             })
     }
 
+    /// Another program of the same object, sharing this instance's maps: the egress half of
+    /// an application whose ingress half this is (`cache.o`'s XDP and TC programs), or a
+    /// program reloaded into running maps. Compiled once; later calls share the compilation.
+    pub fn sibling(&self, program: &str) -> Result<Vm, LoadError> {
+        let existing = self.shared.programs.lock().get(program).cloned();
+        let entry =
+            match existing {
+                Some(p) => p,
+                None => {
+                    let spec = self.shared.spec.program(program).ok_or_else(|| {
+                        LoadError::NoSuchProgram {
+                            name: program.to_string(),
+                            available: self
+                                .shared
+                                .spec
+                                .programs
+                                .iter()
+                                .map(|p| format!("{} ({})", p.name, p.section))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        }
+                    })?;
+                    if self.shared.options.engine == Engine::Jit
+                        && self.shared.options.safety == SafetyPolicy::Kernel
+                    {
+                        let bytes = self.object_bytes().ok_or(LoadError::NoObjectBytes)?;
+                        kernel_verify(bytes, spec)?;
+                    }
+                    let loaded = Self::compile(&self.shared, spec)?;
+                    self.shared
+                        .programs
+                        .lock()
+                        .entry(spec.name.clone())
+                        .or_insert(loaded)
+                        .clone()
+                }
+            };
+        Ok(Vm {
+            shared: self.shared.clone(),
+            entry,
+        })
+    }
+
     /// A runner for CPU (worker) `cpu`, which should be below `VmOptions::ncpus` (it is taken
     /// modulo `ncpus`).
     pub fn runner(&self, cpu: u32) -> Runner {
@@ -446,6 +589,7 @@ impl Vm {
             env,
             interp: Interpreter::new(opts.budget),
             runs: 0,
+            batch: None,
         }
     }
 }
@@ -467,20 +611,36 @@ pub struct Runner {
     env: RunEnv,
     interp: Interpreter,
     runs: u64,
+    /// The epoch pin of the current batch ([`Runner::begin_batch`]); runs outside a batch pin
+    /// for themselves.
+    batch: Option<maps::epoch::Guard>,
 }
 
-/// How often (in runs) retired map values are freed. Values deleted during a run stay valid
-/// until then, like the kernel's RCU-deferred frees.
+/// How often (in runs) [`Map::quiesce`] is called, for maps that still reclaim that way. The
+/// HASH family does not: it reclaims through epochs (`maps::epoch`), safe across threads.
 const QUIESCE_EVERY: u64 = 64;
 
 impl Runner {
     /// Runs the program on an XDP frame, which the program may modify and resize.
     pub fn run_xdp(&mut self, frame: &mut XdpFrame) -> Result<XdpRun, VmError> {
+        // SAFETY: an XdpFrame's context describes the frame's own low memory.
+        unsafe { self.run_xdp_in_place(frame.context_mut()) }
+    }
+
+    /// Runs the program on a frame that lives in memory the caller owns (an AF_XDP UMEM
+    /// chunk): `ctx` describes it, and the program may move `data`, `data_meta` and `data_end`
+    /// within `[frame_start, frame_start + frame_size - SHINFO_SIZE)`.
+    ///
+    /// # Safety
+    /// `[ctx.frame_start, ctx.frame_start + ctx.frame_size)` must be valid, writable memory
+    /// below 4 GiB that nothing else accesses during the run, and `data_meta <= data <=
+    /// data_end` must lie inside it.
+    pub unsafe fn run_xdp_in_place(&mut self, ctx: &mut XdpContext) -> Result<XdpRun, VmError> {
         self.env.begin_run();
-        let ctx = frame.context_ptr();
+        let md = ctx.md;
+        let ctx: *mut XdpContext = ctx;
         self.env.ctx = ctx.cast();
         if self.env.checked {
-            let md = frame.context().md;
             self.env.memory.add(Region {
                 start: ctx as u64,
                 len: XDP_MD_SIZE as u64,
@@ -562,6 +722,9 @@ impl Runner {
 
     /// Runs the entry program and follows tail calls.
     fn dispatch(&mut self, r1: u64, r2: u64) -> Result<u64, VmError> {
+        // Map value pointers must stay valid for the whole run (maps::epoch): pinned by the
+        // batch, or here for a run outside one.
+        let _pin = self.batch.is_none().then(maps::epoch::pin);
         // The entry is kept alive by `self.vm`; only tail-call targets need a reference of
         // their own (their PROG_ARRAY slot may be replaced while they run).
         let mut held: Option<Arc<LoadedProgram>> = None;
@@ -593,8 +756,24 @@ impl Runner {
         }
     }
 
-    /// Frees map values retired by deletes and updates. Call between batches when no run can
-    /// hold a pointer into a map.
+    /// Starts a batch of runs: pins this thread once for all of them (see `maps::epoch`), so
+    /// that runs do not pin one by one. Memory that maps retire (deleted or replaced hash
+    /// elements) cannot be freed until [`Runner::end_batch`]: keep batches short (a burst of
+    /// RX descriptors). Calling it while a batch is open does nothing.
+    pub fn begin_batch(&mut self) {
+        if self.batch.is_none() {
+            self.batch = Some(maps::epoch::pin());
+        }
+    }
+
+    /// Ends the batch begun by [`Runner::begin_batch`]: unpins, letting retired map memory be
+    /// freed. No pointer a program obtained during the batch may be used afterwards.
+    pub fn end_batch(&mut self) {
+        self.batch = None;
+    }
+
+    /// Calls [`Map::quiesce`] on every map (types that reclaim retired values that way). Call
+    /// between batches when no run can hold a pointer into a map.
     pub fn quiesce(&mut self) {
         for m in &self.vm.shared.maps {
             m.quiesce();

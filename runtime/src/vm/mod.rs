@@ -9,3 +9,4 @@ pub mod interp;
 pub mod jit;
 pub mod memory;
 pub mod program;
+pub mod raw;

@@ -3,9 +3,15 @@
 //!
 //! After either kind of call the code checks `env.fault_flag` / `env.tail_call_pending` and
 //! returns at once when one is set (see the module doc of `jit`).
+//!
+//! Hot helpers that cannot fault are inlined, as the kernel's JITs do: `get_smp_processor_id`
+//! is a load of `env.cpu`, `ktime_get_ns` a direct `clock_gettime(CLOCK_MONOTONIC)` call, and
+//! array lookups index the array in place (trusted code only).
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, MemFlags};
+use cranelift_codegen::ir::{
+    types, AbiParam, InstBuilder, MemFlags, Signature, StackSlotData, StackSlotKind,
+};
 
 use super::rt;
 use super::translator::Translator;
@@ -18,6 +24,10 @@ use crate::vm::insn::{Insn, CALL_HELPER, CALL_LOCAL, STACK_SIZE};
 
 /// `bpf_map_lookup_elem`, inlined for ARRAY maps in trusted code.
 const MAP_LOOKUP_ELEM: i32 = 1;
+/// `bpf_ktime_get_ns`, inlined as a direct `clock_gettime` call.
+const KTIME_GET_NS: i32 = 5;
+/// `bpf_get_smp_processor_id`, inlined as a load of `env.cpu`.
+const GET_SMP_PROCESSOR_ID: i32 = 8;
 /// `bpf_tail_call`.
 const TAIL_CALL: i32 = 12;
 /// Offset of `MapHandle::array_base` (null unless the map is an ARRAY).
@@ -57,12 +67,61 @@ impl Translator<'_> {
     fn call_helper(&mut self, pc: usize, id: i32) -> Result<(), JitError> {
         let helper =
             helpers::get(id).ok_or_else(|| self.unsupported(pc, format!("unknown helper {id}")))?;
-        if id == MAP_LOOKUP_ELEM && !self.unit.guarded {
-            self.inline_array_lookup(pc, id, helper.func as usize);
-        } else {
-            self.emit_helper_call(pc, id, helper.func as usize);
+        match id {
+            MAP_LOOKUP_ELEM if !self.unit.guarded => {
+                self.inline_array_lookup(pc, id, helper.func as usize)
+            }
+            GET_SMP_PROCESSOR_ID => self.inline_smp_processor_id(),
+            KTIME_GET_NS => self.inline_ktime_get_ns(),
+            _ => self.emit_helper_call(pc, id, helper.func as usize),
         }
         Ok(())
+    }
+
+    /// `u32 bpf_get_smp_processor_id(void)`: the run's CPU (worker index), zero-extended,
+    /// exactly what `misc::get_smp_processor_id` returns.
+    fn inline_smp_processor_id(&mut self) {
+        let cpu = self
+            .builder
+            .ins()
+            .uload32(MemFlags::trusted(), self.env, ENV_CPU_OFFSET);
+        self.set_reg(0, cpu);
+    }
+
+    /// `u64 bpf_ktime_get_ns(void)`: CLOCK_MONOTONIC in nanoseconds, as the kernel's
+    /// `ktime_get_mono_fast_ns`, by a direct `clock_gettime` call into a stack slot (vDSO: no
+    /// system call). The timespec fields are `i64` on x86-64 Linux.
+    fn inline_ktime_get_ns(&mut self) {
+        let slot = self.builder.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            std::mem::size_of::<libc::timespec>() as u32,
+            3,
+        ));
+        let ts = self.builder.ins().stack_addr(self.unit.ptr, slot, 0);
+        let mut sig = Signature::new(self.unit.call_conv);
+        sig.params.push(AbiParam::new(types::I32));
+        sig.params.push(AbiParam::new(self.unit.ptr));
+        sig.returns.push(AbiParam::new(types::I32));
+        let sig = self.builder.import_signature(sig);
+        let clock = self
+            .builder
+            .ins()
+            .iconst(types::I32, i64::from(libc::CLOCK_MONOTONIC));
+        // clock_gettime cannot fail for CLOCK_MONOTONIC with a valid pointer.
+        self.call_rt(sig, libc::clock_gettime as *const () as usize, &[clock, ts]);
+        let sec = self.builder.ins().stack_load(
+            types::I64,
+            slot,
+            offset_of!(libc::timespec, tv_sec) as i32,
+        );
+        let nsec = self.builder.ins().stack_load(
+            types::I64,
+            slot,
+            offset_of!(libc::timespec, tv_nsec) as i32,
+        );
+        let ns = self.builder.ins().imul_imm(sec, 1_000_000_000);
+        let ns = self.builder.ins().iadd(ns, nsec);
+        self.set_reg(0, ns);
     }
 
     /// `bpf_map_lookup_elem` on an ARRAY or PERCPU_ARRAY map without a call, as the kernel's
@@ -241,5 +300,62 @@ impl Translator<'_> {
             t.builder.ins().return_(&[r0]);
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::object::spec::ProgramType;
+    use crate::vm::asm::assemble;
+    use crate::vm::env::RunEnv;
+    use crate::vm::jit::{JitOptions, JitProgram};
+    use crate::vm::program::PreparedProgram;
+
+    /// Runs `src` JIT-compiled (trusted and guarded) on CPU `cpu`.
+    fn run(src: &str, cpu: u32) -> Vec<u64> {
+        let prog = PreparedProgram::new("t", ProgramType::Xdp, assemble(src).expect("assembles"))
+            .expect("valid");
+        [false, true]
+            .into_iter()
+            .map(|guarded| {
+                let jit = JitProgram::compile(&prog, &JitOptions { guarded }).expect("compiles");
+                let mut env = RunEnv {
+                    cpu,
+                    checked: guarded,
+                    ..RunEnv::default()
+                };
+                env.begin_run();
+                // SAFETY: the programs touch only registers.
+                unsafe { jit.run(&mut env, 0, 0) }.expect("runs")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn inlined_smp_processor_id_reads_env_cpu() {
+        // r1..r5 are not inputs: the inlined form ignores them, as the helper does.
+        assert_eq!(run("mov r1, -1\ncall 8\nexit", 3), vec![3, 3]);
+    }
+
+    #[test]
+    fn inlined_ktime_is_monotonic_nanoseconds() {
+        let now = || {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: valid out-pointer.
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        };
+        let before = now();
+        // Two reads in one run: the second is not earlier than the first.
+        let src = "call 5\nmov r6, r0\ncall 5\nmov r7, r0\nsub r7, r6\nrsh r7, 63\n\
+                   jeq r7, 0, +1\nmov r0, 0\nexit";
+        let got = run(src, 0);
+        let after = now();
+        for t in got {
+            assert!(before <= t && t <= after, "{before} <= {t} <= {after}");
+        }
     }
 }
