@@ -7,7 +7,7 @@ build=1
 [ "${1:-}" = "--no-build" ] && build=0
 
 PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool ethtool memcached
-          tcpdump iproute2 linux-libc-dev xdp-tools)
+          tcpdump iproute2 linux-libc-dev xdp-tools iputils-ping)
 
 say() { printf '[setup] %s\n' "$*"; }
 

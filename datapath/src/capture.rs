@@ -134,6 +134,12 @@ impl PcapOut {
         })
     }
 
+    /// Flushes and closes the file, reporting a write error that dropping it would hide.
+    pub fn finish(self) -> std::io::Result<()> {
+        use std::io::Write;
+        self.writer.into_writer().flush()
+    }
+
     /// Appends a frame.
     pub fn write(&mut self, timestamp: Duration, data: &[u8]) -> Result<(), CaptureError> {
         self.writer

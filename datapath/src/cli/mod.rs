@@ -1,5 +1,10 @@
 //! The `userxdp` command-line tool: subcommands that drive the runtime without a NIC.
 
+pub mod attach;
+pub mod ctl;
+pub mod exec;
+pub mod lb;
+pub mod maps_init;
 pub mod objects;
 pub mod run;
 

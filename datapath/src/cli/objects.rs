@@ -64,3 +64,19 @@ pub fn parse_prog_type(s: &str) -> Result<ProgramType, String> {
         )),
     }
 }
+
+/// The program to run when none is named: the first program of a wanted type that is not a
+/// tail-call target placed in a PROG_ARRAY by the object itself (`cache.o`'s chain members
+/// are reached from its entry program, never run first).
+pub fn default_program(spec: &ObjectSpec, wanted: impl Fn(ProgramType) -> bool) -> Option<String> {
+    let targets: Vec<&str> = spec
+        .maps
+        .iter()
+        .flat_map(|m| m.initial_slots.iter().map(|(_, p)| p.as_str()))
+        .collect();
+    let of_type = || spec.programs.iter().filter(|p| wanted(p.prog_type));
+    of_type()
+        .find(|p| !targets.contains(&p.name.as_str()))
+        .or_else(|| of_type().next())
+        .map(|p| p.name.clone())
+}

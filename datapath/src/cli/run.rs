@@ -10,10 +10,11 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 use userxdp_runtime::context::{XdpAction, XdpFrame};
 use userxdp_runtime::kernel::{self, Oracle};
-use userxdp_runtime::maps::dump::{self, MapDump};
+use userxdp_runtime::maps::dump::MapDump;
 use userxdp_runtime::object::spec::{ObjectSpec, ProgramType};
 use userxdp_runtime::vm::instance::{Engine, SafetyPolicy, Vm, VmOptions};
 
+use super::maps_init::{self, MapsInit};
 use super::objects::{self, ProgRef};
 use crate::capture::{self, PcapOut};
 
@@ -70,6 +71,20 @@ pub struct RunArgs {
     /// After the run, print every map's contents as JSON.
     #[arg(long)]
     pub dump_maps: bool,
+    /// Write the `--dump-maps` JSON to this file instead of standard output.
+    #[arg(long, value_name = "FILE.json")]
+    pub dump_maps_to: Option<PathBuf>,
+    /// Before the first frame, fill maps from this file (the format `--dump-maps` prints;
+    /// PROG_ARRAY values are program names).
+    #[arg(long, value_name = "FILE.json")]
+    pub maps_init: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// Whether map contents are printed or written after the run.
+    fn wants_dump(&self) -> bool {
+        self.dump_maps || self.dump_maps_to.is_some()
+    }
 }
 
 /// The result for one frame.
@@ -113,11 +128,16 @@ pub fn main(args: RunArgs) -> Result<()> {
     // map dumps from every engine have the same shape.
     let ncpus = kernel::possible_cpus();
     super::pin_current_thread(0);
+    // Checked against the object before any engine starts, so a bad file fails alike in all.
+    let init = match &args.maps_init {
+        Some(path) => maps_init::plan(path, &spec, ncpus)?,
+        None => MapsInit::default(),
+    };
 
     let (results, maps, elapsed, engine_name) = match args.engine {
-        EngineArg::Kernel => run_kernel(&bytes, &spec, &program, &frames, &args)?,
+        EngineArg::Kernel => run_kernel(&bytes, &spec, &program, &frames, &args, &init)?,
         EngineArg::Interp | EngineArg::Jit => {
-            run_user(&bytes, spec.clone(), &program, &frames, &args, ncpus)?
+            run_user(&bytes, spec.clone(), &program, &frames, &args, ncpus, &init)?
         }
     };
 
@@ -171,7 +191,10 @@ pub fn main(args: RunArgs) -> Result<()> {
             summary.mean_ns_per_run
         );
     }
-    if args.dump_maps {
+    if let Some(path) = &args.dump_maps_to {
+        std::fs::write(path, serde_json::to_string_pretty(&maps)? + "\n")
+            .with_context(|| format!("--dump-maps-to: cannot write {}", path.display()))?;
+    } else if args.dump_maps {
         println!("{}", serde_json::to_string_pretty(&maps)?);
     }
     Ok(())
@@ -211,6 +234,7 @@ fn run_user(
     frames: &[capture::CapturedFrame],
     args: &RunArgs,
     ncpus: u32,
+    init: &MapsInit,
 ) -> Result<RunOutput> {
     let engine = match args.engine {
         EngineArg::Interp => Engine::Interpreter,
@@ -241,6 +265,7 @@ fn run_user(
             ..VmOptions::default()
         },
     )?;
+    init.apply_user(&vm)?;
     let mut runner = vm.runner(0);
     let mut frame = XdpFrame::new()?;
     let mut results = Vec::with_capacity(frames.len());
@@ -272,10 +297,12 @@ fn run_user(
         });
     }
     runner.quiesce();
-    let mut maps = BTreeMap::new();
-    for (name, m) in vm.maps() {
-        maps.insert(name.to_string(), dump::dump(m.as_ref())?);
-    }
+    // Only when asked: dumping reads every element (a Maglev ring has a million).
+    let maps = if args.wants_dump() {
+        maps_init::dump_user(&vm)?
+    } else {
+        BTreeMap::new()
+    };
     let name = match engine {
         Engine::Interpreter => "interp",
         Engine::Jit => "jit",
@@ -289,9 +316,11 @@ fn run_kernel(
     program: &str,
     frames: &[capture::CapturedFrame],
     args: &RunArgs,
+    init: &MapsInit,
 ) -> Result<RunOutput> {
     kernel::probe()?;
     let oracle = Oracle::load(bytes, args.prog_type)?;
+    let program_ids = init.apply_kernel(&oracle, spec)?;
     let mut results = Vec::with_capacity(frames.len());
     let mut elapsed = Duration::ZERO;
     for (i, f) in frames.iter().enumerate() {
@@ -310,12 +339,12 @@ fn run_kernel(
         });
     }
     let mut maps = BTreeMap::new();
-    for m in &spec.maps {
+    for m in spec.maps.iter().filter(|_| args.wants_dump()) {
         let entries = oracle.map_dump(&m.name)?;
-        maps.insert(
-            m.name.clone(),
-            MapDump::from_entries(m.map_type, m.key_size, m.value_size, m.max_entries, entries),
-        );
+        let mut d =
+            MapDump::from_entries(m.map_type, m.key_size, m.value_size, m.max_entries, entries);
+        d.name_programs(|id| program_ids.get(&id).cloned());
+        maps.insert(m.name.clone(), d);
     }
     Ok((results, maps, elapsed, "kernel"))
 }
