@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod baseline;
+pub mod memcache;
 pub mod packets;
 pub mod stats;
 
