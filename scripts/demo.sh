@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The main job, end to end, as far as the project has come: build everything, then run the
-# same unmodified XDP objects in the kernel and in userspace (interpreter and JIT) on the same
-# packets, show that they agree frame by frame, and print the kernel-vs-userspace table.
-# Needs root (the kernel is the reference). Cleans up its temporary files.
+# The main job, end to end: build everything; run the same unmodified XDP object in the kernel
+# and in userspace (interpreter and JIT) on the same packets and show they agree frame by
+# frame; then the memcached cache (cache.o) on a veth testbed with a real memcached and a real
+# client, three ways side by side -- memcached alone, cache.o attached in the kernel, cache.o
+# in run-datapath (AF_XDP) -- and the kernel-vs-userspace execution-time table.
+# Needs root (the kernel is the reference). Cleans up its namespaces and temporary files.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 scripts/setup.sh
@@ -34,6 +36,10 @@ for e in interp jit; do
 done
 
 echo
-echo "== 2. kernel vs userspace, per-packet execution time (compare)"
+echo "== 2. cache.o in front of a real memcached: alone vs kernel vs run-datapath (AF_XDP)"
+scripts/bench-cache.sh --no-build --rounds 3 --duration 3
+
+echo
+echo "== 3. kernel vs userspace, per-packet execution time (compare)"
 $bin/compare --packets 500 --rounds 5 --repeat 100 \
     "$objdir/xdp_pass.o" "$objdir/xdp_parse.o" "$objdir/xdp_maps.o" "$objdir/xdp_calls.o"

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use userxdp_runtime::kernel::Oracle;
 use userxdp_runtime::maps::dump::{self, InitEntry, InitError, InitValue, MapDump};
 use userxdp_runtime::maps::of_maps::{is_map_of_maps, MapOfMaps};
@@ -136,12 +136,10 @@ impl MapsInit {
     /// Fills the kernel's maps of a loaded oracle. Returns the ids of the programs now in
     /// PROG_ARRAY slots (including slots the object initialises statically), for dumps.
     pub fn apply_kernel(&self, oracle: &Oracle, spec: &ObjectSpec) -> Result<ProgramIds> {
-        if let Some(m) = self.fresh.first() {
-            bail!(
-                "--maps-init: inner map {}: the kernel engine cannot create inner maps (the \
-                 oracle does not expose map file descriptors; use --engine interp or jit)",
-                m.name
-            );
+        for m in &self.fresh {
+            oracle
+                .create_map(m)
+                .with_context(|| format!("--maps-init: inner map {}", m.name))?;
         }
         for (name, entries) in &self.maps {
             let frozen = spec.map(name).is_some_and(dump::is_frozen);
@@ -166,11 +164,9 @@ impl MapsInit {
                             .set_tail_call(name, slot(e), program)
                             .with_context(at)?;
                     }
-                    InitValue::InnerMap(inner) => bail!(
-                        "{}: cannot place map {inner} in the kernel's map-in-map: the kernel \
-                         oracle does not expose map file descriptors (use --engine interp or jit)",
-                        at()
-                    ),
+                    InitValue::InnerMap(inner) => {
+                        oracle.set_inner_map(name, &e.key, inner).with_context(at)?;
+                    }
                 }
             }
         }

@@ -1,13 +1,15 @@
 //! A whole object loaded into the kernel at full size: the reference the userspace engines are
 //! compared with (same bytes in, same verdict, bytes and map contents out).
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::Arc;
 
-use libbpf_rs::{Map, MapCore, Program};
+use libbpf_rs::{libbpf_sys, Map, MapCore, MapHandle, MapType, Program};
+use parking_lot::Mutex;
 
 use super::load::{load_object, LoadOptions, Loaded};
 use super::{sys, KernelError, TestRunResult};
-use crate::object::spec::ProgramType;
+use crate::object::spec::{MapSpec, ProgramType};
 
 /// A map's contents as (key, value) byte pairs, in the kernel's iteration order.
 pub type MapEntries = Vec<(Vec<u8>, Vec<u8>)>;
@@ -45,6 +47,8 @@ impl SkbContext {
 /// the bare section name (`".bss"`) when exactly one map ends with it.
 pub struct Oracle {
     loaded: Loaded,
+    /// Maps made after loading ([`Oracle::create_map`]): inner maps for map-in-map slots.
+    extra: Mutex<Vec<Arc<MapHandle>>>,
 }
 
 impl std::fmt::Debug for Oracle {
@@ -72,7 +76,10 @@ impl Oracle {
                 shrink_maps: false,
             },
         )?;
-        Ok(Oracle { loaded })
+        Ok(Oracle {
+            loaded,
+            extra: Mutex::new(Vec::new()),
+        })
     }
 
     /// Names of the loaded programs (function names).
@@ -146,7 +153,7 @@ impl Oracle {
     /// returns them. Empty PROG_ARRAY slots are skipped; filled ones read as program ids.
     pub fn map_dump(&self, map: &str) -> Result<MapEntries, KernelError> {
         let m = self.map(map)?;
-        let fd = m.as_fd();
+        let fd = m.fd();
         let value_len = value_len(&m)?;
         let mut out = Vec::new();
         let mut key: Option<Vec<u8>> = None;
@@ -180,7 +187,7 @@ impl Oracle {
         check_len(&m, "key", m.key_size() as usize, key.len())?;
         let mut value = vec![0u8; value_len(&m)?];
         let found =
-            sys::map_lookup(m.as_fd(), key, &mut value).map_err(|source| KernelError::Syscall {
+            sys::map_lookup(m.fd(), key, &mut value).map_err(|source| KernelError::Syscall {
                 call: "BPF_MAP_LOOKUP_ELEM",
                 source,
             })?;
@@ -199,7 +206,7 @@ impl Oracle {
         let m = self.map(map)?;
         check_len(&m, "key", m.key_size() as usize, key.len())?;
         check_len(&m, "value", value_len(&m)?, value.len())?;
-        sys::map_update(m.as_fd(), key, value, flags).map_err(|source| KernelError::Syscall {
+        sys::map_update(m.fd(), key, value, flags).map_err(|source| KernelError::Syscall {
             call: "BPF_MAP_UPDATE_ELEM",
             source,
         })
@@ -209,7 +216,7 @@ impl Oracle {
     pub fn map_delete(&self, map: &str, key: &[u8]) -> Result<(), KernelError> {
         let m = self.map(map)?;
         check_len(&m, "key", m.key_size() as usize, key.len())?;
-        sys::map_delete(m.as_fd(), key).map_err(|source| KernelError::Syscall {
+        sys::map_delete(m.fd(), key).map_err(|source| KernelError::Syscall {
             call: "BPF_MAP_DELETE_ELEM",
             source,
         })
@@ -223,7 +230,6 @@ impl Oracle {
         index: u32,
         program: &str,
     ) -> Result<(), KernelError> {
-        use std::os::fd::AsRawFd;
         let fd = self.program(program)?.as_fd().as_raw_fd();
         let fd = u32::try_from(fd).map_err(|_| KernelError::NotFound {
             kind: "program",
@@ -256,30 +262,116 @@ impl Oracle {
             })
     }
 
-    /// Finds a map by exact name, or a global-data map by its section suffix.
-    fn map(&self, name: &str) -> Result<Map<'_>, KernelError> {
+    /// Finds a map by exact name (object maps first, then maps made with
+    /// [`Oracle::create_map`]), or a global-data map by its section suffix.
+    fn map(&self, name: &str) -> Result<MapRef<'_>, KernelError> {
         let object = &self.loaded.object;
         if let Some(m) = object.maps().find(|m| m.name().to_str() == Some(name)) {
-            return Ok(m);
+            return Ok(MapRef::Object(m));
         }
         if name.starts_with('.') {
             let mut hits = object
                 .maps()
                 .filter(|m| m.name().to_str().is_some_and(|n| n.ends_with(name)));
             if let (Some(m), None) = (hits.next(), hits.next()) {
-                return Ok(m);
+                return Ok(MapRef::Object(m));
             }
+        }
+        if let Some(m) = self
+            .extra
+            .lock()
+            .iter()
+            .find(|m| m.name().to_str() == Some(name))
+        {
+            return Ok(MapRef::Extra(m.clone()));
         }
         Err(KernelError::NotFound {
             kind: "map",
             name: name.to_string(),
         })
     }
+
+    /// Creates a kernel map from `spec` (an inner-map template under a new name), owned by
+    /// this oracle and reachable by name like the object's maps.
+    pub fn create_map(&self, spec: &MapSpec) -> Result<(), KernelError> {
+        // SAFETY: bpf_map_create_opts is plain data for which all zeroes is "no options".
+        let mut opts: libbpf_sys::bpf_map_create_opts = unsafe { std::mem::zeroed() };
+        opts.sz = std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _;
+        opts.map_flags = spec.flags;
+        let m = MapHandle::create(
+            MapType::from(spec.map_type),
+            Some(&spec.name),
+            spec.key_size,
+            spec.value_size,
+            spec.max_entries,
+            &opts,
+        )
+        .map_err(|e| KernelError::Syscall {
+            call: "BPF_MAP_CREATE",
+            source: std::io::Error::other(format!("map {}: {e}", spec.name)),
+        })?;
+        self.extra.lock().push(Arc::new(m));
+        Ok(())
+    }
+
+    /// Puts map `inner` (an object map or one made with [`Oracle::create_map`]) into slot
+    /// `key` of the map-in-map `outer`, as writing its fd there does.
+    pub fn set_inner_map(&self, outer: &str, key: &[u8], inner: &str) -> Result<(), KernelError> {
+        let fd = self.map(inner)?.fd().as_raw_fd();
+        let fd = u32::try_from(fd).map_err(|_| KernelError::NotFound {
+            kind: "map",
+            name: inner.to_string(),
+        })?;
+        self.map_update(outer, key, &fd.to_ne_bytes(), 0)
+    }
+}
+
+/// A map of the loaded object or one the oracle made later.
+enum MapRef<'a> {
+    Object(Map<'a>),
+    Extra(Arc<MapHandle>),
+}
+
+impl MapRef<'_> {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            MapRef::Object(m) => m.as_fd(),
+            MapRef::Extra(m) => m.as_fd(),
+        }
+    }
+
+    fn key_size(&self) -> u32 {
+        match self {
+            MapRef::Object(m) => m.key_size(),
+            MapRef::Extra(m) => m.key_size(),
+        }
+    }
+
+    fn value_size(&self) -> u32 {
+        match self {
+            MapRef::Object(m) => m.value_size(),
+            MapRef::Extra(m) => m.value_size(),
+        }
+    }
+
+    fn map_type(&self) -> MapType {
+        match self {
+            MapRef::Object(m) => m.map_type(),
+            MapRef::Extra(m) => m.map_type(),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            MapRef::Object(m) => m.name().to_string_lossy().into_owned(),
+            MapRef::Extra(m) => m.name().to_string_lossy().into_owned(),
+        }
+    }
 }
 
 /// Bytes one lookup returns for `m`: the value size, or for per-CPU maps the 8-byte-rounded
 /// value size times the possible-CPU count.
-fn value_len(m: &Map<'_>) -> Result<usize, KernelError> {
+fn value_len(m: &MapRef<'_>) -> Result<usize, KernelError> {
     let size = m.value_size() as usize;
     if m.map_type().is_percpu() {
         let cpus = sys::possible_cpus().map_err(|source| KernelError::Syscall {
@@ -293,7 +385,7 @@ fn value_len(m: &Map<'_>) -> Result<usize, KernelError> {
 }
 
 fn check_len(
-    m: &Map<'_>,
+    m: &MapRef<'_>,
     what: &'static str,
     expected: usize,
     got: usize,
@@ -302,7 +394,7 @@ fn check_len(
         return Ok(());
     }
     Err(KernelError::SizeMismatch {
-        map: m.name().to_string_lossy().into_owned(),
+        map: m.name(),
         what,
         expected,
         got,
