@@ -61,6 +61,7 @@ fn spec(map_type: u32) -> MapSpec {
         global_data: false,
         btf_key_type_id: 0,
         btf_value_type_id: 0,
+        spin_lock_offset: None,
         initial_slots: Vec::new(),
     }
 }

@@ -559,6 +559,7 @@ mod map_in_map {
             global_data: false,
             btf_key_type_id: 0,
             btf_value_type_id: 0,
+            spin_lock_offset: None,
             initial_slots: Vec::new(),
         }
     }

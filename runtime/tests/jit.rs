@@ -639,6 +639,7 @@ fn map_spec(name: &str, map_type: u32, value_size: u32, max_entries: u32) -> Map
         global_data: false,
         btf_key_type_id: 0,
         btf_value_type_id: 0,
+        spin_lock_offset: None,
         initial_slots: Vec::new(),
     }
 }

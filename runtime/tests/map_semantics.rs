@@ -80,6 +80,7 @@ fn spec(map_type: u32, key_size: u32, value_size: u32, max_entries: u32, flags: 
         global_data: false,
         btf_key_type_id: 0,
         btf_value_type_id: 0,
+        spin_lock_offset: None,
         initial_slots: Vec::new(),
     }
 }

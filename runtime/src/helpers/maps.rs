@@ -1,6 +1,5 @@
 //! Map helpers: lookup (1), update (2), delete (3).
 
-use crate::maps::flags::BPF_F_LOCK;
 use crate::maps::MapHandle;
 use crate::vm::env::RunEnv;
 use crate::vm::memory::{Access, Region, RegionKind};
@@ -98,10 +97,6 @@ pub(super) unsafe extern "C" fn map_update_elem(
     let Some(value) = (unsafe { arg_bytes(env, "map_update_elem", value, h.value_size) }) else {
         return 0;
     };
-    if flags & BPF_F_LOCK != 0 {
-        // Spin-locked values need the lock protocol of issue #4; refuse rather than race.
-        return (-(libc::EINVAL as i64)) as u64;
-    }
     match h.map.update(key, value, flags, env.cpu) {
         Ok(()) => 0,
         Err(e) => e.errno() as u64,

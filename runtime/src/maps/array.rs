@@ -4,7 +4,7 @@ use std::alloc::{self, Layout};
 use std::any::Any;
 use std::ptr::NonNull;
 
-use super::{flags, round_up8, Map, MapError};
+use super::{flags, round_up8, spin, Map, MapError};
 use crate::object::spec::MapSpec;
 
 /// Zeroed, 8-byte aligned memory that never moves (values keep stable addresses).
@@ -134,16 +134,28 @@ impl Map for ArrayMap {
                 out.len(),
             )
         };
+        spin::hide(&mut out, self.spec.spin_lock_offset);
         Ok(out)
     }
 
     fn write(&self, key: &[u8], value: &[u8], f: u64) -> Result<(), MapError> {
         check_update_flags(f)?;
+        let lock = self.spec.spin_lock_offset;
+        if f & flags::BPF_F_LOCK != 0 && lock.is_none() {
+            return Err(MapError::Invalid(
+                "BPF_F_LOCK on a map without a bpf_spin_lock in its value".into(),
+            ));
+        }
         let i = index(&self.spec, key).ok_or(MapError::TooBig)?;
         let n = (self.spec.value_size as usize).min(value.len());
-        // SAFETY: element i lies inside storage and holds value_size >= n bytes.
+        let dst = self.storage.at(i * self.stride);
+        // SAFETY: element i lies inside storage and holds value_size >= n bytes; BTF places
+        // the lock word inside the value, 4-byte aligned.
         unsafe {
-            std::ptr::copy_nonoverlapping(value.as_ptr(), self.storage.at(i * self.stride), n)
+            match lock {
+                Some(l) if f & flags::BPF_F_LOCK != 0 => spin::copy_locked(dst, &value[..n], l),
+                _ => spin::copy_around(dst, &value[..n], lock),
+            }
         };
         Ok(())
     }

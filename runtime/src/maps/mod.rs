@@ -15,7 +15,9 @@ pub mod of_maps;
 mod prog_array;
 pub mod queue;
 pub mod ringbuf;
+mod spin;
 mod target;
+pub mod typed;
 
 use std::any::Any;
 use std::ptr::NonNull;

@@ -15,6 +15,8 @@ pub struct Member {
     pub name: String,
     /// Member type id.
     pub type_id: u32,
+    /// Offset from the start of the STRUCT, in bits.
+    pub bit_offset: u32,
 }
 
 /// One variable of a DATASEC.
@@ -191,10 +193,14 @@ impl Btf {
                 4 | 5 => {
                     let recs = records(12)?;
                     let mut members = Vec::with_capacity(recs.len());
+                    // With kind_flag set, the offset word also carries a bitfield size in
+                    // its top 8 bits.
+                    let kind_flag = info >> 31 == 1;
                     for r in recs {
                         members.push(Member {
                             name: name_at(pos, r[0])?,
                             type_id: r[1],
+                            bit_offset: if kind_flag { r[2] & 0x00ff_ffff } else { r[2] },
                         });
                     }
                     (
@@ -302,6 +308,20 @@ impl Btf {
                 .ok_or_else(|| err(t.offset, "type size overflows"));
         }
         Err(err(self.get(id)?.offset, "type chain too deep"))
+    }
+
+    /// Byte offset of the `struct bpf_spin_lock` member of the STRUCT `id` (the kernel allows
+    /// one, at the top level of a map value), if it has one.
+    pub fn spin_lock_offset(&self, id: u32) -> Option<u32> {
+        let (_, t) = self.skip_mods(id).ok()?;
+        let Kind::Composite { members, .. } = &t.kind else {
+            return None;
+        };
+        members.iter().find_map(|m| {
+            let (_, mt) = self.skip_mods(m.type_id).ok()?;
+            (mt.name == "bpf_spin_lock" && matches!(mt.kind, Kind::Composite { .. }))
+                .then_some(m.bit_offset / 8)
+        })
     }
 
     /// The DATASEC called `name`, with its type id.

@@ -97,6 +97,7 @@ fn empty_spec(name: String) -> MapSpec {
         global_data: false,
         btf_key_type_id: 0,
         btf_value_type_id: 0,
+        spin_lock_offset: None,
         initial_slots: Vec::new(),
     }
 }
@@ -390,6 +391,7 @@ fn btf_def(
                 let (id, size) = btf_type(btf, name, m)?;
                 set_size(name, "value", &mut spec.value_size, size)?;
                 spec.btf_value_type_id = id;
+                spec.spin_lock_offset = btf.spin_lock_offset(id);
             }
             "pinning" => {
                 spec.pinning = match btf_int(btf, name, m)? {

@@ -113,7 +113,7 @@ pub enum Pinning {
 }
 
 /// A map declaration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct MapSpec {
     /// Map name (symbol name, or `.rodata` etc. for global data).
     pub name: String,
@@ -139,6 +139,10 @@ pub struct MapSpec {
     pub btf_key_type_id: u32,
     /// BTF type id of the value, when the object has BTF.
     pub btf_value_type_id: u32,
+    /// Byte offset of the `struct bpf_spin_lock` in the value, when the value has one (from
+    /// BTF): map updates leave that word alone and user reads show it as 0, as the kernel's
+    /// `copy_map_value` does, and `BPF_F_LOCK` updates take it.
+    pub spin_lock_offset: Option<u32>,
     /// Slots of a PROG_ARRAY initialized statically in C (libbpf's `.values = { [i] = &prog }`),
     /// as (slot, program function name), in slot order; empty for other maps.
     pub initial_slots: Vec<(u32, String)>,

@@ -17,7 +17,7 @@ mod table;
 use std::any::Any;
 use std::ptr::NonNull;
 
-use super::{epoch, flags, round_up8, types, Map, MapError};
+use super::{epoch, flags, round_up8, spin, types, Map, MapError};
 use crate::object::spec::MapSpec;
 use node::NodeLayout;
 use table::{Mode, Replace, Table};
@@ -67,11 +67,9 @@ impl HashMap {
     }
 
     /// The kernel's flag check. `BPF_F_LOCK` needs a `bpf_spin_lock` in the value, which only
-    /// BTF can declare: without value BTF (or in per-CPU maps) it is EINVAL, as in the kernel.
-    /// With BTF it is accepted and the update is an ordinary one (the helper refuses the flag,
-    /// so no program holds the lock while a user update copies).
+    /// BTF can declare: without one (and in per-CPU maps) it is EINVAL, as in the kernel.
     fn mode(&self, f: u64) -> Result<Mode, MapError> {
-        if f & flags::BPF_F_LOCK != 0 && (self.percpu || self.spec.btf_value_type_id == 0) {
+        if f & flags::BPF_F_LOCK != 0 && (self.percpu || self.spec.spin_lock_offset.is_none()) {
             return Err(MapError::Invalid(
                 "BPF_F_LOCK on a map without a bpf_spin_lock in its value".into(),
             ));
@@ -84,11 +82,29 @@ impl HashMap {
         }
     }
 
-    fn replace(&self) -> Replace {
-        if self.percpu {
+    /// How an update reaches an existing element: per-CPU values and `BPF_F_LOCK` updates
+    /// (`copy_map_value_locked`) write in place; others replace the element.
+    fn replace(&self, f: u64) -> Replace {
+        if self.percpu || f & flags::BPF_F_LOCK != 0 {
             Replace::InPlace
         } else {
             Replace::Always
+        }
+    }
+
+    /// Writes `value` into an element's value storage at `dst`, never over its spin lock
+    /// word, and under that lock for `BPF_F_LOCK`.
+    ///
+    /// # Safety
+    /// `dst` must be valid for `value.len()` bytes of writes.
+    unsafe fn put(&self, dst: *mut u8, value: &[u8], f: u64) {
+        let lock = self.spec.spin_lock_offset;
+        // SAFETY: caller's contract; BTF places the lock word inside the value, aligned.
+        unsafe {
+            match lock {
+                Some(l) if f & flags::BPF_F_LOCK != 0 => spin::copy_locked(dst, value, l),
+                _ => spin::copy_around(dst, value, lock),
+            }
         }
     }
 
@@ -130,11 +146,11 @@ impl Map for HashMap {
         let mode = self.mode(f)?;
         let n = (self.spec.value_size as usize).min(value.len());
         let offset = self.cpu_offset(cpu);
-        self.table.upsert(key, mode, self.replace(), |dst| {
+        self.table.upsert(key, mode, self.replace(f), |dst| {
             // SAFETY: `dst` is the element's value storage (stride * ncpus bytes); the slot at
             // `offset` has `stride >= n` bytes. Concurrent program access to a live per-CPU
             // slot races as it does in the kernel.
-            unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), dst.add(offset), n) }
+            unsafe { self.put(dst.add(offset), &value[..n], f) }
         })
     }
 
@@ -168,6 +184,7 @@ impl Map for HashMap {
                 len,
             )
         };
+        spin::hide(&mut out, self.spec.spin_lock_offset);
         Ok(out)
     }
 
@@ -182,9 +199,9 @@ impl Map for HashMap {
         if value.len() != want {
             return Err(MapError::Invalid(format!("value must be {want} bytes")));
         }
-        self.table.upsert(key, mode, self.replace(), |dst| {
+        self.table.upsert(key, mode, self.replace(f), |dst| {
             // SAFETY: `dst` has `value_len >= want` bytes.
-            unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), dst, want) }
+            unsafe { self.put(dst, value, f) }
         })
     }
 
