@@ -11,6 +11,7 @@
 //! | `{"cmd":"map_update","map":M,"key":HEX,"value":HEX,"flags":F}` | `ok` |
 //! | `{"cmd":"map_update_batch","map":M,"entries":[[KEY,VALUE],...]}` | `updated` count |
 //! | `{"cmd":"map_delete","map":M,"key":HEX}` | `ok` |
+//! | `{"cmd":"ringbuf_read","map":M,"max":N}` | the records produced since the last read |
 //! | `{"cmd":"prog_reload","path":OBJ,"program":P?,"egress":P?}` | new generation; maps kept |
 //! | `{"cmd":"snapshot_save","path":FILE}` | every map written as a `--maps-init` file |
 //! | `{"cmd":"snapshot_restore","path":FILE}` | maps filled from such a file |
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use userxdp_runtime::maps::dump::{self, MapDump};
+use userxdp_runtime::maps::ringbuf::RingBufMap;
 use userxdp_runtime::maps::{types, Map};
 use userxdp_runtime::object;
 use userxdp_runtime::object::spec::ProgramType;
@@ -271,6 +273,27 @@ fn handle(state: &ControlState, request: &Value) -> Result<Value, String> {
             }
             Ok(json!({ "updated": entries.len() }))
         }
+        "ringbuf_read" => {
+            let name = field(request, "map")?;
+            let m = map_of(vm, name)?;
+            let ring = m
+                .as_any()
+                .downcast_ref::<RingBufMap>()
+                .ok_or_else(|| format!("map {name} is not a ringbuf"))?;
+            let max = request.get("max").and_then(Value::as_u64).unwrap_or(1024) as usize;
+            let mut records = Vec::new();
+            // consume() drains everything available; records past `max` are counted, not
+            // returned, so a reader that asked for few is told how many it missed.
+            let mut dropped = 0usize;
+            ring.consume(|r| {
+                if records.len() < max {
+                    records.push(Value::String(dump::to_hex(r)));
+                } else {
+                    dropped += 1;
+                }
+            });
+            Ok(json!({ "records": records, "not_returned": dropped }))
+        }
         "map_delete" => {
             let name = field(request, "map")?;
             let m = map_of(vm, name)?;
@@ -306,7 +329,8 @@ fn handle(state: &ControlState, request: &Value) -> Result<Value, String> {
         }
         other => Err(format!(
             "unknown cmd {other:?} (stats, maps, map_dump, map_get, map_update, \
-             map_update_batch, map_delete, prog_reload, snapshot_save, snapshot_restore)"
+             map_update_batch, map_delete, ringbuf_read, prog_reload, snapshot_save, \
+             snapshot_restore)"
         )),
     }
 }

@@ -717,3 +717,50 @@ fn userxdp_lb_and_ctl_configure_a_running_datapath() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn ringbuf_records_are_read_through_the_control_socket() {
+    let dir = tempdir("ringbuf");
+    let sock = dir.join("ctl.sock");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_run-datapath"))
+        .args([
+            "--prog",
+            &obj("xdp_ringbuf"),
+            "--generate",
+            "1000000000",
+            "--verifier",
+            "guarded",
+            "--duration",
+            "30",
+            "--control",
+            sock.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !sock.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let r = control(
+        &sock,
+        serde_json::json!({"cmd": "ringbuf_read", "map": "events", "max": 10}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let records = r["records"].as_array().unwrap();
+    assert_eq!(records.len(), 10, "the generator keeps the ring busy: {r}");
+    assert!(records
+        .iter()
+        .all(|x| x.as_str().is_some_and(|h| !h.is_empty())));
+    let not_a_ring = control(
+        &sock,
+        serde_json::json!({"cmd": "ringbuf_read", "map": "rb_stats"}),
+    );
+    assert_eq!(not_a_ring["ok"], false);
+    // SAFETY: kill has no memory-safety preconditions; the pid is our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -57,6 +57,14 @@ pub enum CtlAction {
         /// Key as hex bytes.
         key: String,
     },
+    /// Drains a RINGBUF map: prints the records produced since the last read (hex).
+    Ringbuf {
+        /// Map name.
+        map: String,
+        /// Most records to print.
+        #[arg(long, default_value_t = 1024)]
+        max: u64,
+    },
     /// Replaces the running program by one from OBJ, keeping the maps (no frame dropped).
     Reload {
         /// The new object.
@@ -100,6 +108,7 @@ pub fn main(args: CtlArgs) -> Result<()> {
             json!({"cmd": "map_update", "map": map, "key": key, "value": value, "flags": flags})
         }
         CtlAction::Delete { map, key } => json!({"cmd": "map_delete", "map": map, "key": key}),
+        CtlAction::Ringbuf { map, max } => json!({"cmd": "ringbuf_read", "map": map, "max": max}),
         CtlAction::Reload {
             object,
             program,
