@@ -19,6 +19,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("xdp_tx", &["xdp_tx"]),
     ("xdp_parse", &["xdp_parse"]),
     ("xdp_redirect_dev", &["xdp_redirect_dev"]),
+    ("xdp_decap", &["xdp_decap"]),
     ("xdp_maps", &["xdp_flow_account"]),
     ("xdp_globals", &["xdp_globals"]),
     ("xdp_calls", &["xdp_calls_a", "xdp_calls_b"]),
