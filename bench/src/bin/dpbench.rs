@@ -16,6 +16,8 @@
 //! | `kern-drop`  | `xdp_drop.o` attached natively to veth-srv | 0   | generator 0, threaded NAPI pinned to 1 |
 //! | `us-tx`      | `launch::run` with `xdp_tx`                | 0   | generator 0, worker 1 |
 //! | `kern-tx`    | `xdp_tx.o` attached natively               | 0   | generator 0, threaded NAPI pinned to 1 |
+//! | `us-lb`      | `launch::run` with `lb.o`, one VIP hit     | 0   | generator 0, worker 1 |
+//! | `kern-lb`    | `lb.o` attached natively, same VIP         | 0   | generator 0, threaded NAPI pinned to 1 |
 //!
 //! Traffic: `BPF_PROG_TEST_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES` of `xdp_tx.o` on one 64-byte
 //! UDP frame, `ingress_ifindex` = veth-cli, run from inside the client namespace: every run is an
@@ -44,6 +46,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::MapCore;
 use serde::{Deserialize, Serialize};
 use userxdp_bench::pin_current_thread;
 use userxdp_bench::stats::Spread;
@@ -52,6 +55,8 @@ use userxdp_datapath::device::afxdp::{BusyPoll, XskMode, XskOptions, XskPort};
 use userxdp_datapath::device::Port;
 use userxdp_datapath::launch::report::StatsFormat;
 use userxdp_datapath::launch::{self, Config, Input};
+use userxdp_datapath::lb::targets::ControlMaps;
+use userxdp_datapath::lb::{self, LbConfig};
 use userxdp_datapath::steer::{attached_program, Steering};
 use userxdp_runtime::vm::instance::{Engine, SafetyPolicy};
 
@@ -82,6 +87,8 @@ enum Leg {
     KernDrop,
     UsTx,
     KernTx,
+    UsLb,
+    KernLb,
 }
 
 const ALL_LEGS: &[Leg] = &[
@@ -91,6 +98,8 @@ const ALL_LEGS: &[Leg] = &[
     Leg::KernDrop,
     Leg::UsTx,
     Leg::KernTx,
+    Leg::UsLb,
+    Leg::KernLb,
 ];
 
 impl Leg {
@@ -102,6 +111,8 @@ impl Leg {
             Leg::KernDrop => "kern-drop",
             Leg::UsTx => "us-tx",
             Leg::KernTx => "kern-tx",
+            Leg::UsLb => "us-lb",
+            Leg::KernLb => "kern-lb",
         }
     }
 
@@ -136,12 +147,13 @@ impl Leg {
     fn program(self) -> &'static str {
         match self {
             Leg::UsTx | Leg::KernTx => "xdp_tx",
+            Leg::UsLb | Leg::KernLb => "lb",
             _ => "xdp_drop",
         }
     }
 
     fn kernel(self) -> bool {
-        matches!(self, Leg::KernDrop | Leg::KernTx)
+        matches!(self, Leg::KernDrop | Leg::KernTx | Leg::KernLb)
     }
 
     fn what(self) -> &'static str {
@@ -152,6 +164,8 @@ impl Leg {
             Leg::KernDrop => "kernel xdp_drop native: gen CPU0, threaded NAPI CPU1",
             Leg::UsTx => "userspace xdp_tx, 1 queue: gen CPU0, worker CPU1",
             Leg::KernTx => "kernel xdp_tx native: gen CPU0, threaded NAPI CPU1",
+            Leg::UsLb => "userspace lb.o (VIP hit, IPIP, XDP_TX), 1 queue: gen CPU0, worker CPU1",
+            Leg::KernLb => "kernel lb.o native (VIP hit, IPIP, XDP_TX): gen CPU0, NAPI CPU1",
         }
     }
 }
@@ -523,6 +537,85 @@ fn xsk_options(busy_poll: bool) -> XskOptions {
     }
 }
 
+/// The load balancer's configuration for the LB legs: one UDP VIP on the generator's
+/// destination (198.18.0.2:9), one backend, the client as the next hop.
+fn lb_config() -> LbConfig {
+    let mac = CLI_MAC
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    LbConfig::from_json(&format!(
+        r#"{{"router_mac": "{mac}", "vips": [{{"addr": "198.18.0.2", "port": 9, "proto": "udp",
+            "backends": [{{"addr": "198.18.7.1"}}]}}]}}"#
+    ))
+    .expect("static LB configuration")
+}
+
+/// A kernel-loaded object's maps by name, for `lb::apply`.
+struct ObjectMaps<'a>(&'a libbpf_rs::Object);
+
+impl ObjectMaps<'_> {
+    fn map(&self, name: &str) -> std::result::Result<libbpf_rs::Map<'_>, ApplyErrorText> {
+        self.0
+            .maps()
+            .find(|m| m.name().to_str() == Some(name))
+            .ok_or_else(|| ApplyErrorText(format!("no map {name}")))
+    }
+}
+
+/// Errors of [`ObjectMaps`], turned into the writer's error type by message.
+struct ApplyErrorText(String);
+
+impl From<ApplyErrorText> for userxdp_datapath::lb::ApplyError {
+    fn from(e: ApplyErrorText) -> Self {
+        userxdp_datapath::lb::ApplyError::Map {
+            map: String::new(),
+            op: "dpbench",
+            reason: e.0,
+        }
+    }
+}
+
+impl userxdp_datapath::lb::MapWriter for ObjectMaps<'_> {
+    fn update(
+        &mut self,
+        map: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> std::result::Result<(), userxdp_datapath::lb::ApplyError> {
+        self.map(map)?
+            .update(key, value, libbpf_rs::MapFlags::ANY)
+            .map_err(|e| ApplyErrorText(format!("{map}: {e}")).into())
+    }
+
+    fn delete(
+        &mut self,
+        map: &str,
+        key: &[u8],
+    ) -> std::result::Result<(), userxdp_datapath::lb::ApplyError> {
+        let _ = self.map(map)?.delete(key);
+        Ok(())
+    }
+
+    fn keys(
+        &mut self,
+        map: &str,
+    ) -> std::result::Result<Vec<Vec<u8>>, userxdp_datapath::lb::ApplyError> {
+        Ok(self.map(map)?.keys().collect())
+    }
+
+    fn lookup(
+        &mut self,
+        map: &str,
+        key: &[u8],
+    ) -> std::result::Result<Option<Vec<u8>>, userxdp_datapath::lb::ApplyError> {
+        self.map(map)?
+            .lookup(key, libbpf_rs::MapFlags::ANY)
+            .map_err(|e| ApplyErrorText(format!("{map}: {e}")).into())
+    }
+}
+
 fn rx_datapath(leg: Leg, busy_poll: bool, limit: Duration, ifindex: u32) -> Result<RxResult> {
     let path = userxdp_programs::path(leg.program())
         .with_context(|| format!("{}.o was not built", leg.program()))?;
@@ -547,9 +640,11 @@ fn rx_datapath(leg: Leg, busy_poll: bool, limit: Duration, ifindex: u32) -> Resu
         trace: None,
         duration: Some(limit),
         spin: true,
-        control: None,
+        control: matches!(leg, Leg::UsLb)
+            .then(|| std::env::temp_dir().join(format!("dpbench-{}.sock", std::process::id()))),
         maps_init: None,
     };
+    let control = config.control.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let run_stop = stop.clone();
     let handle = std::thread::spawn(move || launch::run(&config, run_stop));
@@ -562,6 +657,14 @@ fn rx_datapath(leg: Leg, busy_poll: bool, limit: Duration, ifindex: u32) -> Resu
             bail!("the datapath never attached its steering program");
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+    if let Some(sock) = &control {
+        while !sock.exists() && t0.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut maps = ControlMaps::connect(sock)?;
+        lb::apply(&lb_config(), &mut maps)?;
+        maps.flush()?;
     }
     // NAPI in softirq (or driven by busy polling), never threaded, for AF_XDP.
     let _threaded = Threaded::set(false)?;
@@ -629,7 +732,15 @@ fn rx_kernel(leg: Leg, limit: Duration, ifindex: u32, nice: i32) -> Result<RxRes
         bail!("{SRV_IF} already has XDP program id {id}");
     }
     let mut obj = load_object(leg.program())?;
-    let prog = find_prog(&mut obj, leg.program())?;
+    if leg == Leg::KernLb {
+        lb::apply(&lb_config(), &mut ObjectMaps(&obj))?;
+    }
+    let prog_name = if leg == Leg::KernLb {
+        "xdp_lb"
+    } else {
+        leg.program()
+    };
+    let prog = find_prog(&mut obj, prog_name)?;
     let link = prog
         .attach_xdp(ifindex as i32)
         .with_context(|| format!("attaching {} to {SRV_IF}", leg.program()))?;
@@ -1032,7 +1143,7 @@ fn print_tables(opts: &Opts, samples: &[Sample], load: (&str, &str)) {
             leg.what(),
             col(&|x| x.mpps),
             col(&|x| x.offered_mpps),
-            if matches!(leg, Leg::UsTx | Leg::KernTx) {
+            if matches!(leg, Leg::UsTx | Leg::KernTx | Leg::UsLb | Leg::KernLb) {
                 col(&|x| x.tx_mpps)
             } else {
                 "-".into()
@@ -1080,6 +1191,12 @@ fn print_tables(opts: &Opts, samples: &[Sample], load: (&str, &str)) {
             Leg::KernTx,
             "userspace / kernel, xdp_tx",
             "report",
+        ),
+        (
+            Leg::UsLb,
+            Leg::KernLb,
+            "userspace / kernel, lb.o (issue 6)",
+            "≥ 1.0",
         ),
     ] {
         let r = ratio(a, b);
@@ -1163,7 +1280,7 @@ fn bench_main(opts: Opts) -> Result<()> {
 
 const USAGE: &str = "usage: dpbench [--seconds S] [--rounds N] [--name PREFIX] [--legs a,b,...] \
                      [--no-busy-poll] [--nice N] [--json] [--testbed PATH]\n\
-                     legs: us-drop raw-drop us-drop-2q kern-drop us-tx kern-tx";
+                     legs: us-drop raw-drop us-drop-2q kern-drop us-tx kern-tx us-lb kern-lb";
 
 fn value<'a>(args: &'a [String], i: &mut usize, flag: &str) -> Result<&'a str> {
     *i += 1;
