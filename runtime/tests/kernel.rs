@@ -20,6 +20,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("xdp_parse", &["xdp_parse"]),
     ("xdp_redirect_dev", &["xdp_redirect_dev"]),
     ("xdp_decap", &["xdp_decap"]),
+    ("xdp_gen", &["xdp_gen"]),
     ("xdp_maps", &["xdp_flow_account"]),
     ("xdp_globals", &["xdp_globals"]),
     ("xdp_calls", &["xdp_calls_a", "xdp_calls_b"]),

@@ -19,7 +19,7 @@
 //! | `us-lb`      | `launch::run` with `lb.o`, one VIP hit     | 0   | generator 0, worker 1 |
 //! | `kern-lb`    | `lb.o` attached natively, same VIP         | 0   | generator 0, threaded NAPI pinned to 1 |
 //!
-//! Traffic: `BPF_PROG_TEST_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES` of `xdp_tx.o` on one 64-byte
+//! Traffic: `BPF_PROG_TEST_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES` of `xdp_gen.o` on one 64-byte
 //! UDP frame, `ingress_ifindex` = veth-cli, run from inside the client namespace: every run is an
 //! XDP_TX out of veth-cli, i.e. a frame on veth-srv's RX queue `cpu % queues` (veth picks the
 //! peer queue by the transmitting CPU), so one generator thread pinned per fed queue's CPU.
@@ -350,13 +350,22 @@ fn gen_thread(
         if !pin_current_thread(cpu) {
             bail!("cannot pin the generator to CPU {cpu}");
         }
-        let mut obj = load_object("xdp_tx")?;
-        find_prog(&mut obj, "xdp_tx")?;
+        let mut obj = load_object("xdp_gen")?;
+        find_prog(&mut obj, "xdp_gen")?;
+        // The template is rewritten into the frame on every run (see xdp_gen.bpf.c).
+        let data = frame();
+        let mut value = (data.len() as u32).to_ne_bytes().to_vec();
+        value.extend_from_slice(&data);
+        obj.maps()
+            .find(|m| m.name().to_str() == Some("gen_template"))
+            .context("xdp_gen.o has no gen_template map")?
+            .update(&0u32.to_ne_bytes(), &value, libbpf_rs::MapFlags::ANY)
+            .context("filling gen_template")?;
         Ok(obj)
     })();
     start.wait();
     let mut obj = setup?;
-    let prog = find_prog(&mut obj, "xdp_tx")?;
+    let prog = find_prog(&mut obj, "xdp_gen")?;
     let data = frame();
     // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
     let md: [u32; 6] = [0, data.len() as u32, 0, ifindex, 0, 0];
@@ -771,6 +780,17 @@ fn rx_kernel(leg: Leg, limit: Duration, ifindex: u32, nice: i32) -> Result<RxRes
     let seconds = ready_then_wait(limit)?;
     let cpu = napi_cpu() - cpu0;
     drop(threaded);
+    if leg == Leg::KernLb {
+        // What lb.o did with the frames (global counters, summed over CPUs).
+        if let Ok(Some(v)) = ObjectMaps(&obj)
+            .map("lb_stats")
+            .map_err(|e| anyhow!(e.0))?
+            .lookup_percpu(&(lb::GLOBAL_STATS).to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+        {
+            let s: Vec<lb::LbStats> = v.iter().map(|c| lb::LbStats::sum_percpu(c)).collect();
+            eprintln!("kern-lb global stats per CPU: {s:?}");
+        }
+    }
     link.detach().context("detaching")?;
     Ok(RxResult {
         cpu_s: cpu,

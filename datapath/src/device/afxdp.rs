@@ -73,6 +73,8 @@ pub enum XskError {
         step: &'static str,
         /// The OS error.
         reason: String,
+        /// Its errno.
+        errno: i32,
         /// What to do about it.
         hint: &'static str,
     },
@@ -130,6 +132,7 @@ fn os_error(
         queue,
         step,
         reason: io::Error::from_raw_os_error(errno).to_string(),
+        errno,
         hint,
     }
 }
@@ -148,6 +151,30 @@ impl XskPort {
     /// Opens a socket on queue `queue` of interface `ifindex` (named `iface` in errors) and
     /// puts half of the frames into the fill ring.
     pub fn open(
+        iface: &str,
+        ifindex: u32,
+        queue: u32,
+        opts: XskOptions,
+    ) -> Result<XskPort, XskError> {
+        // A socket closed a moment ago (a restart, the previous benchmark leg) releases its
+        // queue asynchronously: EBUSY for a short while. Retry for up to a second before
+        // reporting the queue as taken.
+        let start = std::time::Instant::now();
+        loop {
+            match Self::open_once(iface, ifindex, queue, opts) {
+                Err(XskError::Socket {
+                    step: "bind",
+                    errno: libc::EBUSY,
+                    ..
+                }) if start.elapsed() < std::time::Duration::from_secs(1) => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(
         iface: &str,
         ifindex: u32,
         queue: u32,
