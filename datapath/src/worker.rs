@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use userxdp_runtime::context::XdpAction;
 use userxdp_runtime::skb::{SkbFrame, SkbInput};
@@ -55,7 +55,7 @@ pub struct Worker {
     /// The queue it serves.
     pub port: Box<dyn Port>,
     /// The programs to run (swappable while running).
-    pub programs: std::sync::Arc<ProgramSlot>,
+    pub programs: Arc<ProgramSlot>,
     /// This worker's CPU slot in per-CPU maps.
     pub cpu: u32,
     /// Index of the TAP, a redirect target that means "to the kernel".
@@ -101,6 +101,7 @@ impl Worker {
         let mut last_error = None;
         let mut fatal = None;
         let mut idle_turns: u32 = 0;
+        let mut published_egress_rx = 0;
         while !stop.load(Ordering::Relaxed) {
             if self.programs.generation() != running.generation {
                 // A reload: switch between batches, nothing in flight is lost.
@@ -162,7 +163,12 @@ impl Worker {
                     );
                 }
             }
-            self.shared.publish(&c);
+            // Publish only what moved: an idle spinning worker would otherwise keep writing
+            // the shared counters' cache lines that readers poll.
+            if !rx.is_empty() || c.egress_rx != published_egress_rx {
+                self.shared.publish(&c);
+                published_egress_rx = c.egress_rx;
+            }
             if rx.is_empty() && self.port.finished() {
                 break;
             }
@@ -379,24 +385,6 @@ impl Worker {
         for d in &out[sent..] {
             c.egress_errors += 1;
             self.port.release(d.addr);
-        }
-    }
-}
-
-/// Waits until every worker's published `rx` stops moving for `quiet`, or `limit` passes;
-/// used by tests and the pcap backend's final report.
-pub fn wait_quiet(shared: &[Arc<SharedCounters>], quiet: Duration, limit: Duration) {
-    let start = Instant::now();
-    let mut last: Vec<Counters> = shared.iter().map(|s| s.read()).collect();
-    let mut since = Instant::now();
-    while start.elapsed() < limit {
-        std::thread::sleep(Duration::from_millis(10));
-        let now: Vec<Counters> = shared.iter().map(|s| s.read()).collect();
-        if now != last {
-            last = now;
-            since = Instant::now();
-        } else if since.elapsed() >= quiet {
-            return;
         }
     }
 }
