@@ -132,11 +132,6 @@ fn wait_for(p: &mut Proc, what: &str, mut ready: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-fn xdp_attached(tb: &Testbed) -> bool {
-    let o = tb.exec_in(&tb.srv_ns, &["ip", "link", "show", "dev", &tb.srv_if]);
-    String::from_utf8_lossy(&o.stdout).contains("prog/xdp")
-}
-
 /// The cache running in one of the two modes, with a way to read its counters.
 struct Cache {
     mode: Mode,
@@ -171,25 +166,10 @@ impl Cache {
                     // Bounded even if the test never stops it.
                     .args(["--duration", "90", "--json"]);
                 let p = c.proc.insert(Proc::spawn("run-datapath", &mut cmd));
-                wait_for(p, "the steering program", || xdp_attached(tb));
-                wait_for(p, "the TAP", || {
-                    tb.exec_in(&tb.srv_ns, &["ip", "link", "show", TAP])
-                        .status
-                        .success()
-                });
+                wait_for(p, "the steering program", || tb.srv_xdp_attached());
+                wait_for(p, "the TAP", || tb.srv_has_link(TAP));
                 // The kernel's replies must leave through the TAP (and the egress program).
-                let cidr = format!("{}/24", tb.srv_ip4);
-                for cmd in [
-                    &["ip", "addr", "del", &cidr, "dev", &tb.srv_if][..],
-                    &["ip", "addr", "add", &cidr, "dev", TAP][..],
-                ] {
-                    let o = tb.exec_in(&tb.srv_ns, cmd);
-                    assert!(
-                        o.status.success(),
-                        "{cmd:?}: {}",
-                        String::from_utf8_lossy(&o.stderr)
-                    );
-                }
+                tb.move_srv_address_to(TAP);
                 let control = c.control.clone();
                 wait_for(p, "the control socket", || control.exists());
             }
@@ -206,7 +186,7 @@ impl Cache {
                 let p = c.proc.insert(Proc::spawn("userxdp attach", &mut cmd));
                 let stats = c.pin_dir.join("cache_stats");
                 wait_for(p, "the pinned maps", || stats.exists());
-                wait_for(p, "the XDP link", || xdp_attached(tb));
+                wait_for(p, "the XDP link", || tb.srv_xdp_attached());
                 // The tcx egress link comes right after the XDP link.
                 std::thread::sleep(Duration::from_millis(300));
                 p.check_alive("the egress link");
@@ -748,7 +728,7 @@ fn cache_end_to_end(mode: Mode) {
         assert_eq!(s["total"]["errors"], 0, "{s}");
         assert_eq!(s["total"]["egress_errors"], 0, "{s}");
     }
-    assert!(!xdp_attached(&tb), "nothing left attached");
+    assert!(!tb.srv_xdp_attached(), "nothing left attached");
 }
 
 #[test]

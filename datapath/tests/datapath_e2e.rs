@@ -109,35 +109,15 @@ impl Drop for Datapath {
     }
 }
 
-fn xdp_attached(tb: &Testbed) -> bool {
-    let o = tb.exec_in(&tb.srv_ns, &["ip", "link", "show", "dev", &tb.srv_if]);
-    String::from_utf8_lossy(&o.stdout).contains("prog/xdp")
-}
-
 fn steering_attached(tb: &Testbed, dp: &mut Datapath) {
-    dp.wait_for("the steering program", || xdp_attached(tb));
+    dp.wait_for("the steering program", || tb.srv_xdp_attached());
 }
 
 /// Moves the server's address from the veth to the TAP, so that the kernel's replies go out
 /// through the datapath.
 fn address_on_tap(tb: &Testbed, dp: &mut Datapath) {
-    dp.wait_for("the TAP", || {
-        tb.exec_in(&tb.srv_ns, &["ip", "link", "show", TAP])
-            .status
-            .success()
-    });
-    let cidr = format!("{}/24", tb.srv_ip4);
-    for cmd in [
-        &["ip", "addr", "del", &cidr, "dev", &tb.srv_if][..],
-        &["ip", "addr", "add", &cidr, "dev", TAP][..],
-    ] {
-        let o = tb.exec_in(&tb.srv_ns, cmd);
-        assert!(
-            o.status.success(),
-            "{cmd:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
+    dp.wait_for("the TAP", || tb.srv_has_link(TAP));
+    tb.move_srv_address_to(TAP);
 }
 
 /// Sends `count` UDP datagrams from the client namespace to `port` on the server and returns
@@ -208,7 +188,7 @@ fn pass_reaches_the_kernel_through_the_tap_and_replies_come_back() {
     assert!(t["pass"].as_u64().unwrap() >= 6, "{s}");
     assert!(t["egress_tx"].as_u64().unwrap() >= 6, "{s}");
     assert_eq!(t["errors"], 0, "{s}");
-    assert!(!xdp_attached(&tb), "steering detached on SIGTERM");
+    assert!(!tb.srv_xdp_attached(), "steering detached on SIGTERM");
 }
 
 #[test]
@@ -244,7 +224,7 @@ fn xdp_tx_reflects_and_the_egress_program_sees_the_kernels_replies() {
     let t = &s["total"];
     assert!(t["tx"].as_u64().unwrap() >= 20, "{s}");
     assert!(t["egress_rx"].as_u64().unwrap() >= 2, "{s}");
-    assert!(!xdp_attached(&tb));
+    assert!(!tb.srv_xdp_attached());
 }
 
 #[test]
@@ -271,14 +251,17 @@ fn xdp_drop_drops_and_counts_and_sigkill_leaves_nothing_attached() {
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success());
     assert!(err.contains("already attached"), "{err}");
-    assert!(xdp_attached(&tb), "the first datapath is untouched");
+    assert!(tb.srv_xdp_attached(), "the first datapath is untouched");
     let before = Instant::now();
     dp.kill_hard();
     // The bpf_link dies with the process: nothing stays attached.
-    while xdp_attached(&tb) && before.elapsed() < Duration::from_secs(5) {
+    while tb.srv_xdp_attached() && before.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(!xdp_attached(&tb), "steering left attached after SIGKILL");
+    assert!(
+        !tb.srv_xdp_attached(),
+        "steering left attached after SIGKILL"
+    );
     // And the interface works again without the datapath.
     assert!(tb.ping(&tb.cli_ns, &tb.srv_ip4.to_string(), 2));
 }

@@ -315,58 +315,42 @@ fn lb_end_to_end(mode: Mode) {
 
     let dir = std::env::temp_dir().join(format!("{}-work", tb.prefix));
     std::fs::create_dir_all(&dir).unwrap();
+    // The balancer in the server namespace: run-datapath with a control socket, or lb.o
+    // attached in the kernel with its maps pinned in a private bpffs.
+    let spawn = |program: &str, args: &[&str]| {
+        Datapath(
+            Command::new("ip")
+                .args(["netns", "exec", &tb.srv_ns, program])
+                .args(args)
+                .args([
+                    "--iface",
+                    &tb.srv_if,
+                    "--prog",
+                    &obj("lb"),
+                    "--duration",
+                    "120",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    };
     let (bpffs, target, dp) = match mode {
         Mode::Userspace => {
             let sock = dir.join("ctl.sock");
-            let dp = Datapath(
-                Command::new("ip")
-                    .args([
-                        "netns",
-                        "exec",
-                        &tb.srv_ns,
-                        env!("CARGO_BIN_EXE_run-datapath"),
-                    ])
-                    .args([
-                        "--iface",
-                        &tb.srv_if,
-                        "--prog",
-                        &obj("lb"),
-                        "--duration",
-                        "120",
-                    ])
-                    .args(["--control", sock.to_str().unwrap()])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap(),
+            let dp = spawn(
+                env!("CARGO_BIN_EXE_run-datapath"),
+                &["--control", sock.to_str().unwrap()],
             );
             (None, sock, dp)
         }
         Mode::Kernel => {
             let fs = BpfFs::mount(dir.join("bpffs"));
             let pins = fs.0.join("lb");
-            let dp = Datapath(
-                Command::new("ip")
-                    .args([
-                        "netns",
-                        "exec",
-                        &tb.srv_ns,
-                        env!("CARGO_BIN_EXE_userxdp"),
-                        "attach",
-                    ])
-                    .args([
-                        "--iface",
-                        &tb.srv_if,
-                        "--prog",
-                        &obj("lb"),
-                        "--duration",
-                        "120",
-                    ])
-                    .args(["--pin-maps", pins.to_str().unwrap()])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap(),
+            let dp = spawn(
+                env!("CARGO_BIN_EXE_userxdp"),
+                &["attach", "--pin-maps", pins.to_str().unwrap()],
             );
             (Some(fs), pins, dp)
         }

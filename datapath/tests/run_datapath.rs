@@ -400,6 +400,33 @@ fn control(path: &Path, request: serde_json::Value) -> serde_json::Value {
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
 }
 
+/// Starts `run-datapath` on generated frames for `prog` (guarded JIT, at most `duration`
+/// seconds, `extra` arguments) with its control socket at `sock`, and waits up to `wait` for
+/// the socket to appear.
+fn start_generating(
+    prog: &str,
+    extra: &[&str],
+    duration: &str,
+    sock: &Path,
+    stdout: std::process::Stdio,
+    wait: Duration,
+) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_run-datapath"))
+        .args(["--prog", &obj(prog), "--generate", "1000000000"])
+        .args(["--verifier", "guarded", "--duration", duration])
+        .args(extra)
+        .args(["--control", sock.to_str().unwrap()])
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + wait;
+    while !sock.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
 /// Sum over CPUs of slot `slot` of `proto_count` (per-CPU u64 values) from a map_dump.
 fn proto_total(dump: &serde_json::Value, slot: usize) -> u64 {
     let entry = &dump["dump"]["entries"][slot];
@@ -415,30 +442,14 @@ fn proto_total(dump: &serde_json::Value, slot: usize) -> u64 {
 fn control_socket_reloads_without_losing_map_state_or_frames() {
     let dir = tempdir("control");
     let sock = dir.join("ctl.sock");
-    let child = Command::new(env!("CARGO_BIN_EXE_run-datapath"))
-        .args([
-            "--prog",
-            &obj("xdp_parse"),
-            "--generate",
-            "1000000000",
-            "--queues",
-            "0-1",
-            "--verifier",
-            "guarded",
-            "--duration",
-            "30",
-            "--json",
-            "--control",
-            sock.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !sock.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = start_generating(
+        "xdp_parse",
+        &["--queues", "0-1", "--json"],
+        "30",
+        &sock,
+        std::process::Stdio::piped(),
+        Duration::from_secs(20),
+    );
     let stats = control(&sock, serde_json::json!({"cmd": "stats"}));
     assert_eq!(stats["ok"], true, "{stats}");
     assert_eq!(stats["queues"].as_array().unwrap().len(), 2);
@@ -630,27 +641,14 @@ fn userxdp_lb_and_ctl_configure_a_running_datapath() {
         ]
     }"#;
     std::fs::write(&config, config_text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_run-datapath"))
-        .args([
-            "--prog",
-            &obj("lb"),
-            "--generate",
-            "1000000000",
-            "--verifier",
-            "guarded",
-            "--duration",
-            "60",
-            "--control",
-            sock.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !sock.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = start_generating(
+        "lb",
+        &[],
+        "60",
+        &sock,
+        std::process::Stdio::null(),
+        Duration::from_secs(30),
+    );
     let s = sock.to_str().unwrap();
     let o = userxdp(&["lb", "--config", config.to_str().unwrap(), "--control", s]);
     let text = String::from_utf8_lossy(&o.stdout);
@@ -722,27 +720,14 @@ fn userxdp_lb_and_ctl_configure_a_running_datapath() {
 fn ringbuf_records_are_read_through_the_control_socket() {
     let dir = tempdir("ringbuf");
     let sock = dir.join("ctl.sock");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_run-datapath"))
-        .args([
-            "--prog",
-            &obj("xdp_ringbuf"),
-            "--generate",
-            "1000000000",
-            "--verifier",
-            "guarded",
-            "--duration",
-            "30",
-            "--control",
-            sock.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !sock.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = start_generating(
+        "xdp_ringbuf",
+        &[],
+        "30",
+        &sock,
+        std::process::Stdio::null(),
+        Duration::from_secs(20),
+    );
     std::thread::sleep(Duration::from_millis(200));
     let r = control(
         &sock,

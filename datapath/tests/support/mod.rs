@@ -264,6 +264,36 @@ impl Testbed {
         })
     }
 
+    /// Whether an XDP program is attached to the server's veth end.
+    pub fn srv_xdp_attached(&self) -> bool {
+        let o = self.exec_in(&self.srv_ns, &["ip", "link", "show", "dev", &self.srv_if]);
+        String::from_utf8_lossy(&o.stdout).contains("prog/xdp")
+    }
+
+    /// Whether the server namespace has a link called `name` (the datapath's TAP).
+    pub fn srv_has_link(&self, name: &str) -> bool {
+        self.exec_in(&self.srv_ns, &["ip", "link", "show", name])
+            .status
+            .success()
+    }
+
+    /// Moves the server's IPv4 address from its veth end to `dev` (the datapath's TAP), so
+    /// that the kernel's replies leave through the datapath.
+    pub fn move_srv_address_to(&self, dev: &str) {
+        let cidr = format!("{}/24", self.srv_ip4);
+        for cmd in [
+            &["ip", "addr", "del", &cidr, "dev", &self.srv_if][..],
+            &["ip", "addr", "add", &cidr, "dev", dev][..],
+        ] {
+            let o = self.exec_in(&self.srv_ns, cmd);
+            assert!(
+                o.status.success(),
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+
     /// Sends one memcached UDP request (ASCII command bytes, without the 8-byte frame header)
     /// from the client namespace to the server's memcached and returns the reply payload
     /// (single-datagram replies only). Waits at most 2 s for the reply.
