@@ -1,6 +1,8 @@
 //! The checked interpreter.
 //!
 //! Invariants:
+//! - Programs run from their pre-decoded form ([`Decoded`], built once by
+//!   [`PreparedProgram::new`]): absolute jump targets, resolved helpers, faults decided ahead.
 //! - Every load, store and atomic goes through [`MemoryMap::check`](super::memory::MemoryMap::check)
 //!   against `env.memory` before a raw pointer is formed, so a program — verified or not — can
 //!   only touch the regions its caller registered (plus the interpreter's own stack). The caller
@@ -16,8 +18,12 @@
 //! - Callbacks (`bpf_loop`, `for_each_map_elem`) re-enter the dispatch loop through
 //!   [`RunEnv::callback`]; nested frames count against `MAX_CALL_FRAMES` and share the budget.
 
+mod decode;
 mod exec;
+mod inline;
 mod mem;
+
+pub use decode::Decoded;
 
 use std::ffi::c_void;
 

@@ -114,10 +114,16 @@ impl MemoryMap {
     /// Whether the access is allowed.
     #[inline]
     pub fn allows(&self, addr: u64, len: u64, access: Access) -> bool {
+        self.find(addr, len, access).is_some()
+    }
+
+    /// The region that allows the access, most recently added first.
+    #[inline]
+    pub fn find(&self, addr: u64, len: u64, access: Access) -> Option<&Region> {
         self.regions
             .iter()
             .rev()
-            .any(|r| r.contains(addr, len, access))
+            .find(|r| r.contains(addr, len, access))
     }
 
     /// Checks an access, producing the fault the engine reports at `insn`.

@@ -1,6 +1,9 @@
 //! A program ready for an engine: relocated instructions, function table, helpers resolved.
 
+use std::sync::Arc;
+
 use super::insn::{self, Insn, BPF_CALL, BPF_JMP, CALL_HELPER, CALL_KFUNC, CALL_LOCAL};
+use super::interp::Decoded;
 use crate::helpers;
 use crate::object::spec::ProgramType;
 
@@ -52,6 +55,9 @@ pub struct PreparedProgram {
     pub insns: Vec<Insn>,
     /// Entry instruction of every function: the program (0) and its subprograms.
     pub functions: Vec<usize>,
+    /// The interpreter's form of `insns`, decoded once here (changing `insns` afterwards does
+    /// not change what the interpreter runs).
+    pub(crate) decoded: Arc<Decoded>,
 }
 
 impl PreparedProgram {
@@ -98,11 +104,13 @@ impl PreparedProgram {
         }
         functions.sort_unstable();
         functions.dedup();
+        let decoded = Arc::new(Decoded::new(&insns));
         Ok(PreparedProgram {
             name,
             prog_type,
             insns,
             functions,
+            decoded,
         })
     }
 

@@ -1,8 +1,10 @@
-//! The dispatch loop: one `match` on the opcode byte per instruction.
+//! The dispatch loop: one `match` on the (pre-decoded) opcode byte per instruction.
 
-use super::mem::{self, ORDER};
+use super::decode::code::*;
+use super::decode::MAX_FUSED;
+use super::inline::{self, KnownHandle};
+use super::mem::{self, Windows, ORDER};
 use super::Machine;
-use crate::helpers::{self, Helper};
 use crate::vm::env::RunEnv;
 use crate::vm::error::VmError;
 use crate::vm::insn::*;
@@ -43,7 +45,7 @@ opcodes! {
     ARSH32_K = BPF_ALU | BPF_ARSH | BPF_K;   ARSH32_X = BPF_ALU | BPF_ARSH | BPF_X;
     END_LE = BPF_ALU | BPF_END | BPF_TO_LE;  END_BE = BPF_ALU | BPF_END | BPF_TO_BE;
 
-    JA = BPF_JMP | BPF_JA;                   JA32 = BPF_JMP32 | BPF_JA;
+    JA = BPF_JMP | BPF_JA;
     JEQ_K = BPF_JMP | BPF_JEQ | BPF_K;       JEQ_X = BPF_JMP | BPF_JEQ | BPF_X;
     JGT_K = BPF_JMP | BPF_JGT | BPF_K;       JGT_X = BPF_JMP | BPF_JGT | BPF_X;
     JGE_K = BPF_JMP | BPF_JGE | BPF_K;       JGE_X = BPF_JMP | BPF_JGE | BPF_X;
@@ -159,16 +161,6 @@ fn smod32(a: u32, b: u32) -> u32 {
     }
 }
 
-/// The helper with kernel ID `id` (tests can add private helpers).
-#[inline(always)]
-fn resolve_helper(id: i32) -> Option<&'static Helper> {
-    #[cfg(test)]
-    if let Some(h) = super::tests::test_helper(id) {
-        return Some(h);
-    }
-    helpers::get(id)
-}
-
 /// Runs the function at `entry` in frame `depth` with r1..r5 = `args` until it returns.
 ///
 /// # Safety
@@ -191,6 +183,15 @@ pub(super) unsafe fn execute(
     result
 }
 
+/// The fault of a run that starts outside the program.
+#[cold]
+fn bad_entry(entry: usize) -> VmError {
+    VmError::Unsupported {
+        insn: entry,
+        what: "execution left the program".into(),
+    }
+}
+
 /// The interpreter loop proper (see [`execute`]).
 ///
 /// # Safety
@@ -206,7 +207,14 @@ unsafe fn dispatch(
 ) -> Result<u64, VmError> {
     // SAFETY: `m` is live (contract); `prog` is a shared borrow that outlives the run.
     let (prog, stack_top, budget) = unsafe { ((*m).prog, (*m).stack_top, (*m).budget) };
-    let insns = prog.insns.as_slice();
+    let decoded = &*prog.decoded;
+    let mut ops = &*decoded.ops;
+    // Every later pc is a decoded jump target, a return address or the op after a
+    // non-terminal one, all within `ops` (whose last op is the fault sentinel); only the
+    // entry comes from outside.
+    if entry >= ops.len() {
+        return Err(bad_entry(entry));
+    }
     // Sixteen slots so that the 4-bit register fields index without a bounds check or panic,
     // whatever the decoder let through; r11..r15 are never read by valid code.
     let mut reg = [0u64; 16];
@@ -214,29 +222,41 @@ unsafe fn dispatch(
     reg[10] = frame_top(stack_top, depth);
     let mut frames = [Frame::default(); MAX_CALL_FRAMES];
     let mut nframes = 0usize;
+    // SAFETY: `env` is live (contract); the stack is the interpreter's, live for the run.
+    let mut windows = unsafe {
+        Windows::new(
+            env,
+            stack_top - (MAX_CALL_FRAMES * STACK_SIZE) as u64,
+            (MAX_CALL_FRAMES * STACK_SIZE) as u64,
+        )
+    };
+    let mut known = KnownHandle::default();
     let mut pc = entry;
 
     loop {
-        let Some(&insn) = insns.get(pc) else {
-            return Err(VmError::Unsupported {
-                insn: pc,
-                what: "execution left the program".into(),
-            });
-        };
-        if *remaining == 0 {
-            return Err(VmError::BudgetExhausted { insns: budget });
+        if *remaining < MAX_FUSED {
+            if *remaining == 0 {
+                return Err(VmError::BudgetExhausted { insns: budget });
+            }
+            // Too little budget left for a superinstruction: count one by one.
+            ops = &*decoded.plain;
         }
+        // SAFETY: `pc` is in bounds: the entry was checked above, and every op leaves `pc` at a
+        // decoded jump target, a return address (a call's slot + 1) or its own slot + 1 or + 2
+        // (ld_imm64 and superinstructions, never past the end: ld_imm64 has its second slot,
+        // sequences their slots), all at most `ops.len() - 1`, the sentinel, which returns.
+        // `plain` and `ops` have the same length.
+        let op = unsafe { *ops.get_unchecked(pc) };
         *remaining -= 1;
         let cur = pc;
         pc += 1;
-        let dst = (insn.dst & 0x0f) as usize;
-        let src = (insn.src & 0x0f) as usize;
-        let imm = insn.imm;
-        let k64 = imm as i64 as u64;
-        let k32 = imm as u32;
-        let signed = insn.off == 1;
+        let dst = usize::from(op.dst & 0x0f);
+        let src = usize::from(op.src & 0x0f);
+        let k64 = op.imm;
+        let k32 = op.imm as u32;
+        let signed = op.off == 1;
         // Effective address of a memory access based on `base`.
-        let ea = |base: u64| base.wrapping_add(insn.off as i64 as u64);
+        let ea = |base: u64| base.wrapping_add(op.off as i64 as u64);
 
         macro_rules! alu64 {
             ($b:expr, |$x:ident, $y:ident| $e:expr) => {{
@@ -255,237 +275,293 @@ unsafe fn dispatch(
         macro_rules! jump {
             ($cond:expr) => {
                 if $cond {
-                    pc = pc.wrapping_add(insn.off as isize as usize);
+                    pc = op.off as usize;
                 }
             };
         }
         macro_rules! load {
             ($t:ty, $addr:expr) => {{
                 // SAFETY: `env` is live and not borrowed elsewhere (contract of `dispatch`);
-                // `mem::load` checks the address against the run's regions before reading.
-                unsafe { mem::load::<$t>(env, cur, $addr) }?
+                // `windows` holds regions of this run taken since the last helper call;
+                // `mem::load` checks the address before reading.
+                unsafe { mem::load::<$t>(&mut windows, env, cur, $addr) }?
             }};
         }
         macro_rules! store {
             ($t:ty, $addr:expr, $v:expr) => {{
                 // SAFETY: as in `load!`; `mem::store` checks the address before writing.
-                unsafe { mem::store::<$t>(env, cur, $addr, $v) }?
+                unsafe { mem::store::<$t>(&mut windows, env, cur, $addr, $v) }?
             }};
         }
-        // 64-bit and 32-bit views of the compared operands.
-        let (a64, x64) = (reg[dst], reg[src]);
-        let (a32, x32) = (a64 as u32, x64 as u32);
+        macro_rules! load_stack {
+            ($t:ty) => {{
+                // SAFETY: the decoder proved `off` and the width keep the access inside
+                // `[r10 - STACK_SIZE, r10)`, and that no instruction writes r10, so r10 is a
+                // frame top this loop set: inside the interpreter's stack, which holds
+                // `MAX_CALL_FRAMES` frames and is live for the whole run.
+                unsafe { std::ptr::read_unaligned(ea(reg[10]) as usize as *const $t) }
+            }};
+        }
+        macro_rules! store_stack {
+            ($t:ty, $v:expr) => {{
+                // SAFETY: as in `load_stack!`; the stack is writable interpreter memory.
+                unsafe { std::ptr::write_unaligned(ea(reg[10]) as usize as *mut $t, $v) }
+            }};
+        }
+        // 32-bit and 64-bit views of the compared operands.
+        macro_rules! a64 {
+            () => {
+                reg[dst]
+            };
+        }
+        macro_rules! x64 {
+            () => {
+                reg[src]
+            };
+        }
+        macro_rules! a32 {
+            () => {
+                reg[dst] as u32
+            };
+        }
+        macro_rules! x32 {
+            () => {
+                reg[src] as u32
+            };
+        }
 
-        match insn.op {
+        match op.code {
             // ---- ALU64 ----
             ADD64_K => alu64!(k64, |a, b| a.wrapping_add(b)),
-            ADD64_X => alu64!(x64, |a, b| a.wrapping_add(b)),
+            ADD64_X => alu64!(x64!(), |a, b| a.wrapping_add(b)),
             SUB64_K => alu64!(k64, |a, b| a.wrapping_sub(b)),
-            SUB64_X => alu64!(x64, |a, b| a.wrapping_sub(b)),
+            SUB64_X => alu64!(x64!(), |a, b| a.wrapping_sub(b)),
             MUL64_K => alu64!(k64, |a, b| a.wrapping_mul(b)),
-            MUL64_X => alu64!(x64, |a, b| a.wrapping_mul(b)),
+            MUL64_X => alu64!(x64!(), |a, b| a.wrapping_mul(b)),
             DIV64_K => alu64!(k64, |a, b| if signed { sdiv64(a, b) } else { udiv64(a, b) }),
-            DIV64_X => alu64!(x64, |a, b| if signed { sdiv64(a, b) } else { udiv64(a, b) }),
+            DIV64_X => alu64!(x64!(), |a, b| if signed {
+                sdiv64(a, b)
+            } else {
+                udiv64(a, b)
+            }),
             MOD64_K => alu64!(k64, |a, b| if signed { smod64(a, b) } else { umod64(a, b) }),
-            MOD64_X => alu64!(x64, |a, b| if signed { smod64(a, b) } else { umod64(a, b) }),
+            MOD64_X => alu64!(x64!(), |a, b| if signed {
+                smod64(a, b)
+            } else {
+                umod64(a, b)
+            }),
             OR64_K => alu64!(k64, |a, b| a | b),
-            OR64_X => alu64!(x64, |a, b| a | b),
+            OR64_X => alu64!(x64!(), |a, b| a | b),
             AND64_K => alu64!(k64, |a, b| a & b),
-            AND64_X => alu64!(x64, |a, b| a & b),
+            AND64_X => alu64!(x64!(), |a, b| a & b),
             XOR64_K => alu64!(k64, |a, b| a ^ b),
-            XOR64_X => alu64!(x64, |a, b| a ^ b),
+            XOR64_X => alu64!(x64!(), |a, b| a ^ b),
             // wrapping_shl/shr mask the count to the width (& 63), as the kernel.
             LSH64_K => alu64!(k64, |a, b| a.wrapping_shl(b as u32)),
-            LSH64_X => alu64!(x64, |a, b| a.wrapping_shl(b as u32)),
+            LSH64_X => alu64!(x64!(), |a, b| a.wrapping_shl(b as u32)),
             RSH64_K => alu64!(k64, |a, b| a.wrapping_shr(b as u32)),
-            RSH64_X => alu64!(x64, |a, b| a.wrapping_shr(b as u32)),
+            RSH64_X => alu64!(x64!(), |a, b| a.wrapping_shr(b as u32)),
             ARSH64_K => alu64!(k64, |a, b| (a as i64).wrapping_shr(b as u32) as u64),
-            ARSH64_X => alu64!(x64, |a, b| (a as i64).wrapping_shr(b as u32) as u64),
-            NEG64 => reg[dst] = a64.wrapping_neg(),
+            ARSH64_X => alu64!(x64!(), |a, b| (a as i64).wrapping_shr(b as u32) as u64),
+            NEG64 => reg[dst] = a64!().wrapping_neg(),
             MOV64_K => reg[dst] = k64,
-            MOV64_X => {
-                reg[dst] = match insn.off {
-                    8 => x64 as i8 as i64 as u64,
-                    16 => x64 as i16 as i64 as u64,
-                    32 => x64 as i32 as i64 as u64,
-                    _ => x64,
+            MOV64_X => reg[dst] = x64!(),
+            MOVSX64 => {
+                let x = x64!();
+                reg[dst] = match op.off {
+                    8 => x as i8 as i64 as u64,
+                    16 => x as i16 as i64 as u64,
+                    _ => x as i32 as i64 as u64,
                 }
             }
+            // The decoder turned every other width into a fault.
             BSWAP => {
-                reg[dst] = match imm {
-                    16 => u64::from((a64 as u16).swap_bytes()),
-                    32 => u64::from((a64 as u32).swap_bytes()),
-                    64 => a64.swap_bytes(),
-                    _ => return Err(bad_width(cur)),
+                let a = a64!();
+                reg[dst] = match k32 {
+                    16 => u64::from((a as u16).swap_bytes()),
+                    32 => u64::from((a as u32).swap_bytes()),
+                    _ => a.swap_bytes(),
                 }
             }
 
             // ---- ALU (32-bit, result zero-extended) ----
             ADD32_K => alu32!(k32, |a, b| a.wrapping_add(b)),
-            ADD32_X => alu32!(x32, |a, b| a.wrapping_add(b)),
+            ADD32_X => alu32!(x32!(), |a, b| a.wrapping_add(b)),
             SUB32_K => alu32!(k32, |a, b| a.wrapping_sub(b)),
-            SUB32_X => alu32!(x32, |a, b| a.wrapping_sub(b)),
+            SUB32_X => alu32!(x32!(), |a, b| a.wrapping_sub(b)),
             MUL32_K => alu32!(k32, |a, b| a.wrapping_mul(b)),
-            MUL32_X => alu32!(x32, |a, b| a.wrapping_mul(b)),
+            MUL32_X => alu32!(x32!(), |a, b| a.wrapping_mul(b)),
             DIV32_K => alu32!(k32, |a, b| if signed { sdiv32(a, b) } else { udiv32(a, b) }),
-            DIV32_X => alu32!(x32, |a, b| if signed { sdiv32(a, b) } else { udiv32(a, b) }),
+            DIV32_X => alu32!(x32!(), |a, b| if signed {
+                sdiv32(a, b)
+            } else {
+                udiv32(a, b)
+            }),
             MOD32_K => alu32!(k32, |a, b| if signed { smod32(a, b) } else { umod32(a, b) }),
-            MOD32_X => alu32!(x32, |a, b| if signed { smod32(a, b) } else { umod32(a, b) }),
+            MOD32_X => alu32!(x32!(), |a, b| if signed {
+                smod32(a, b)
+            } else {
+                umod32(a, b)
+            }),
             OR32_K => alu32!(k32, |a, b| a | b),
-            OR32_X => alu32!(x32, |a, b| a | b),
+            OR32_X => alu32!(x32!(), |a, b| a | b),
             AND32_K => alu32!(k32, |a, b| a & b),
-            AND32_X => alu32!(x32, |a, b| a & b),
+            AND32_X => alu32!(x32!(), |a, b| a & b),
             XOR32_K => alu32!(k32, |a, b| a ^ b),
-            XOR32_X => alu32!(x32, |a, b| a ^ b),
+            XOR32_X => alu32!(x32!(), |a, b| a ^ b),
             LSH32_K => alu32!(k32, |a, b| a.wrapping_shl(b)),
-            LSH32_X => alu32!(x32, |a, b| a.wrapping_shl(b)),
+            LSH32_X => alu32!(x32!(), |a, b| a.wrapping_shl(b)),
             RSH32_K => alu32!(k32, |a, b| a.wrapping_shr(b)),
-            RSH32_X => alu32!(x32, |a, b| a.wrapping_shr(b)),
+            RSH32_X => alu32!(x32!(), |a, b| a.wrapping_shr(b)),
             ARSH32_K => alu32!(k32, |a, b| (a as i32).wrapping_shr(b) as u32),
-            ARSH32_X => alu32!(x32, |a, b| (a as i32).wrapping_shr(b) as u32),
-            NEG32 => reg[dst] = u64::from(a32.wrapping_neg()),
+            ARSH32_X => alu32!(x32!(), |a, b| (a as i32).wrapping_shr(b) as u32),
+            NEG32 => reg[dst] = u64::from(a32!().wrapping_neg()),
             MOV32_K => reg[dst] = u64::from(k32),
-            MOV32_X => {
-                reg[dst] = u64::from(match insn.off {
-                    8 => x64 as i8 as i32 as u32,
-                    16 => x64 as i16 as i32 as u32,
-                    _ => x32,
+            MOV32_X => reg[dst] = u64::from(x32!()),
+            MOVSX32 => {
+                let x = x64!();
+                reg[dst] = u64::from(match op.off {
+                    8 => x as i8 as i32 as u32,
+                    _ => x as i16 as i32 as u32,
                 })
             }
             END_LE => {
-                reg[dst] = match imm {
-                    16 => u64::from((a64 as u16).to_le()),
-                    32 => u64::from(a32.to_le()),
-                    64 => a64.to_le(),
-                    _ => return Err(bad_width(cur)),
+                let a = a64!();
+                reg[dst] = match k32 {
+                    16 => u64::from((a as u16).to_le()),
+                    32 => u64::from((a as u32).to_le()),
+                    _ => a.to_le(),
                 }
             }
             END_BE => {
-                reg[dst] = match imm {
-                    16 => u64::from((a64 as u16).to_be()),
-                    32 => u64::from(a32.to_be()),
-                    64 => a64.to_be(),
-                    _ => return Err(bad_width(cur)),
+                let a = a64!();
+                reg[dst] = match k32 {
+                    16 => u64::from((a as u16).to_be()),
+                    32 => u64::from((a as u32).to_be()),
+                    _ => a.to_be(),
                 }
             }
 
-            // ---- JMP ----
-            JA => jump!(true),
-            JA32 => pc = pc.wrapping_add(imm as isize as usize),
-            JEQ_K => jump!(a64 == k64),
-            JEQ_X => jump!(a64 == x64),
-            JGT_K => jump!(a64 > k64),
-            JGT_X => jump!(a64 > x64),
-            JGE_K => jump!(a64 >= k64),
-            JGE_X => jump!(a64 >= x64),
-            JSET_K => jump!(a64 & k64 != 0),
-            JSET_X => jump!(a64 & x64 != 0),
-            JNE_K => jump!(a64 != k64),
-            JNE_X => jump!(a64 != x64),
-            JSGT_K => jump!((a64 as i64) > (k64 as i64)),
-            JSGT_X => jump!((a64 as i64) > (x64 as i64)),
-            JSGE_K => jump!((a64 as i64) >= (k64 as i64)),
-            JSGE_X => jump!((a64 as i64) >= (x64 as i64)),
-            JLT_K => jump!(a64 < k64),
-            JLT_X => jump!(a64 < x64),
-            JLE_K => jump!(a64 <= k64),
-            JLE_X => jump!(a64 <= x64),
-            JSLT_K => jump!((a64 as i64) < (k64 as i64)),
-            JSLT_X => jump!((a64 as i64) < (x64 as i64)),
-            JSLE_K => jump!((a64 as i64) <= (k64 as i64)),
-            JSLE_X => jump!((a64 as i64) <= (x64 as i64)),
+            // ---- JMP (`off` is the absolute target; JA32 was decoded to JA) ----
+            JA => pc = op.off as usize,
+            JEQ_K => jump!(a64!() == k64),
+            JEQ_X => jump!(a64!() == x64!()),
+            JGT_K => jump!(a64!() > k64),
+            JGT_X => jump!(a64!() > x64!()),
+            JGE_K => jump!(a64!() >= k64),
+            JGE_X => jump!(a64!() >= x64!()),
+            JSET_K => jump!(a64!() & k64 != 0),
+            JSET_X => jump!(a64!() & x64!() != 0),
+            JNE_K => jump!(a64!() != k64),
+            JNE_X => jump!(a64!() != x64!()),
+            JSGT_K => jump!((a64!() as i64) > (k64 as i64)),
+            JSGT_X => jump!((a64!() as i64) > (x64!() as i64)),
+            JSGE_K => jump!((a64!() as i64) >= (k64 as i64)),
+            JSGE_X => jump!((a64!() as i64) >= (x64!() as i64)),
+            JLT_K => jump!(a64!() < k64),
+            JLT_X => jump!(a64!() < x64!()),
+            JLE_K => jump!(a64!() <= k64),
+            JLE_X => jump!(a64!() <= x64!()),
+            JSLT_K => jump!((a64!() as i64) < (k64 as i64)),
+            JSLT_X => jump!((a64!() as i64) < (x64!() as i64)),
+            JSLE_K => jump!((a64!() as i64) <= (k64 as i64)),
+            JSLE_X => jump!((a64!() as i64) <= (x64!() as i64)),
 
             // ---- JMP32: compare the low 32 bits ----
-            JEQ32_K => jump!(a32 == k32),
-            JEQ32_X => jump!(a32 == x32),
-            JGT32_K => jump!(a32 > k32),
-            JGT32_X => jump!(a32 > x32),
-            JGE32_K => jump!(a32 >= k32),
-            JGE32_X => jump!(a32 >= x32),
-            JSET32_K => jump!(a32 & k32 != 0),
-            JSET32_X => jump!(a32 & x32 != 0),
-            JNE32_K => jump!(a32 != k32),
-            JNE32_X => jump!(a32 != x32),
-            JSGT32_K => jump!((a32 as i32) > (k32 as i32)),
-            JSGT32_X => jump!((a32 as i32) > (x32 as i32)),
-            JSGE32_K => jump!((a32 as i32) >= (k32 as i32)),
-            JSGE32_X => jump!((a32 as i32) >= (x32 as i32)),
-            JLT32_K => jump!(a32 < k32),
-            JLT32_X => jump!(a32 < x32),
-            JLE32_K => jump!(a32 <= k32),
-            JLE32_X => jump!(a32 <= x32),
-            JSLT32_K => jump!((a32 as i32) < (k32 as i32)),
-            JSLT32_X => jump!((a32 as i32) < (x32 as i32)),
-            JSLE32_K => jump!((a32 as i32) <= (k32 as i32)),
-            JSLE32_X => jump!((a32 as i32) <= (x32 as i32)),
+            JEQ32_K => jump!(a32!() == k32),
+            JEQ32_X => jump!(a32!() == x32!()),
+            JGT32_K => jump!(a32!() > k32),
+            JGT32_X => jump!(a32!() > x32!()),
+            JGE32_K => jump!(a32!() >= k32),
+            JGE32_X => jump!(a32!() >= x32!()),
+            JSET32_K => jump!(a32!() & k32 != 0),
+            JSET32_X => jump!(a32!() & x32!() != 0),
+            JNE32_K => jump!(a32!() != k32),
+            JNE32_X => jump!(a32!() != x32!()),
+            JSGT32_K => jump!((a32!() as i32) > (k32 as i32)),
+            JSGT32_X => jump!((a32!() as i32) > (x32!() as i32)),
+            JSGE32_K => jump!((a32!() as i32) >= (k32 as i32)),
+            JSGE32_X => jump!((a32!() as i32) >= (x32!() as i32)),
+            JLT32_K => jump!(a32!() < k32),
+            JLT32_X => jump!(a32!() < x32!()),
+            JLE32_K => jump!(a32!() <= k32),
+            JLE32_X => jump!(a32!() <= x32!()),
+            JSLT32_K => jump!((a32!() as i32) < (k32 as i32)),
+            JSLT32_X => jump!((a32!() as i32) < (x32!() as i32)),
+            JSLE32_K => jump!((a32!() as i32) <= (k32 as i32)),
+            JSLE32_X => jump!((a32!() as i32) <= (x32!() as i32)),
 
             // ---- calls ----
-            CALL => match insn.src {
-                CALL_HELPER => {
-                    let Some(helper) = resolve_helper(imm) else {
-                        return Err(VmError::UnknownHelper { insn: cur, id: imm });
-                    };
-                    // SAFETY: `m` is live (contract). Publish where a callback's frame goes and
-                    // the budget left, since the helper may re-enter through `env.callback`.
-                    unsafe {
-                        (*m).depth = depth + nframes + 1;
-                        (*m).call_pc = cur;
-                        (*m).remaining = *remaining;
+            CALL_LOOKUP
+                // SAFETY: `env` is live and not borrowed elsewhere (contract); `windows` is
+                // current (as for loads).
+                if let Some(r0) = unsafe {
+                    inline::array_lookup(env, &mut windows, &mut known, reg[1], reg[2])
+                } =>
+            {
+                reg[0] = r0;
+            }
+            CALL | CALL_LOOKUP => {
+                let helper = decoded.helpers[op.imm as usize];
+                // SAFETY: `m` is live (contract). Publish where a callback's frame goes and
+                // the budget left, since the helper may re-enter through `env.callback`.
+                unsafe {
+                    (*m).depth = depth + nframes + 1;
+                    (*m).call_pc = cur;
+                    (*m).remaining = *remaining;
+                }
+                // SAFETY: helpers take r1..r5 and the live environment pointer; no
+                // reference to `*env` is held across the call.
+                reg[0] = unsafe { (helper.func)(reg[1], reg[2], reg[3], reg[4], reg[5], env) };
+                // The helper may have added or moved regions (a looked-up value, an adjusted
+                // packet): every window is stale.
+                // SAFETY: `env` is live and the helper has returned.
+                unsafe { windows.clear(env) };
+                // SAFETY: `m` and `env` are live; the helper has returned, so no one else
+                // uses them now.
+                unsafe {
+                    *remaining = (*m).remaining;
+                    if (*env).fault_flag != 0 {
+                        return Err((*env).take_fault(cur));
                     }
-                    // SAFETY: helpers take r1..r5 and the live environment pointer; no
-                    // reference to `*env` is held across the call.
-                    reg[0] = unsafe { (helper.func)(reg[1], reg[2], reg[3], reg[4], reg[5], env) };
-                    // SAFETY: `m` and `env` are live; the helper has returned, so no one else
-                    // uses them now.
-                    unsafe {
-                        *remaining = (*m).remaining;
-                        if (*env).fault_flag != 0 {
-                            return Err((*env).take_fault(cur));
+                    if (*env).tail_call_pending != 0 {
+                        // In the main function the run unwinds to the dispatcher. In a
+                        // subprogram the kernel runs the target in place of it and hands
+                        // the target's r0 to the subprogram's caller.
+                        let in_main = nframes == 0 && entry == 0;
+                        let Some(hook) = (*env).tail_hook.filter(|_| !in_main) else {
+                            return Ok(reg[0]);
+                        };
+                        reg[0] = hook(env)?;
+                        windows.clear(env);
+                        if nframes == 0 {
+                            // A callback function: its caller is the helper.
+                            return Ok(reg[0]);
                         }
-                        if (*env).tail_call_pending != 0 {
-                            // In the main function the run unwinds to the dispatcher. In a
-                            // subprogram the kernel runs the target in place of it and hands
-                            // the target's r0 to the subprogram's caller.
-                            let in_main = nframes == 0 && entry == 0;
-                            let Some(hook) = (*env).tail_hook.filter(|_| !in_main) else {
-                                return Ok(reg[0]);
-                            };
-                            reg[0] = hook(env)?;
-                            if nframes == 0 {
-                                // A callback function: its caller is the helper.
-                                return Ok(reg[0]);
-                            }
-                            nframes -= 1;
-                            let f = frames[nframes];
-                            reg[6..10].copy_from_slice(&f.saved);
-                            reg[10] = f.fp;
-                            pc = f.ret;
-                        }
+                        nframes -= 1;
+                        let f = frames[nframes];
+                        reg[6..10].copy_from_slice(&f.saved);
+                        reg[10] = f.fp;
+                        pc = f.ret;
                     }
                 }
-                CALL_LOCAL => {
-                    if depth + nframes + 1 >= MAX_CALL_FRAMES {
-                        return Err(VmError::CallDepthExceeded {
-                            insn: cur,
-                            max: MAX_CALL_FRAMES,
-                        });
-                    }
-                    frames[nframes] = Frame {
-                        ret: pc,
-                        saved: [reg[6], reg[7], reg[8], reg[9]],
-                        fp: reg[10],
-                    };
-                    nframes += 1;
-                    reg[10] = frame_top(stack_top, depth + nframes);
-                    pc = pc.wrapping_add(imm as isize as usize);
-                }
-                _ => {
-                    return Err(VmError::Unsupported {
+            }
+            LOCAL_CALL => {
+                if depth + nframes + 1 >= MAX_CALL_FRAMES {
+                    return Err(VmError::CallDepthExceeded {
                         insn: cur,
-                        what: "kfunc call".into(),
-                    })
+                        max: MAX_CALL_FRAMES,
+                    });
                 }
-            },
+                frames[nframes] = Frame {
+                    ret: pc,
+                    saved: [reg[6], reg[7], reg[8], reg[9]],
+                    fp: reg[10],
+                };
+                nframes += 1;
+                reg[10] = frame_top(stack_top, depth + nframes);
+                pc = op.off as usize;
+            }
             EXIT => {
                 if nframes == 0 {
                     return Ok(reg[0]);
@@ -499,106 +575,117 @@ unsafe fn dispatch(
 
             // ---- loads and stores ----
             LD_IMM64 => {
-                let Some(next) = insns.get(pc) else {
-                    return Err(VmError::Unsupported {
-                        insn: cur,
-                        what: "truncated ld_imm64".into(),
-                    });
-                };
-                reg[dst] = match insn.src {
-                    PSEUDO_NONE => insn.imm64(*next),
-                    // The function value is the callee's absolute instruction index.
-                    PSEUDO_FUNC => (cur as i64 + 1 + i64::from(imm)) as u64,
-                    other => {
-                        return Err(VmError::Unsupported {
-                            insn: cur,
-                            what: format!("unresolved ld_imm64 pseudo source {other}"),
-                        })
-                    }
-                };
+                reg[dst] = k64;
                 pc += 1;
             }
-            LDX_B => reg[dst] = u64::from(load!(u8, ea(x64))),
-            LDX_H => reg[dst] = u64::from(load!(u16, ea(x64))),
-            LDX_W => reg[dst] = u64::from(load!(u32, ea(x64))),
-            LDX_DW => reg[dst] = load!(u64, ea(x64)),
-            LDSX_B => reg[dst] = load!(u8, ea(x64)) as i8 as i64 as u64,
-            LDSX_H => reg[dst] = load!(u16, ea(x64)) as i16 as i64 as u64,
-            LDSX_W => reg[dst] = load!(u32, ea(x64)) as i32 as i64 as u64,
-            ST_B => store!(u8, ea(a64), imm as u8),
-            ST_H => store!(u16, ea(a64), imm as u16),
-            ST_W => store!(u32, ea(a64), k32),
-            ST_DW => store!(u64, ea(a64), k64),
-            STX_B => store!(u8, ea(a64), x64 as u8),
-            STX_H => store!(u16, ea(a64), x64 as u16),
-            STX_W => store!(u32, ea(a64), x32),
-            STX_DW => store!(u64, ea(a64), x64),
+            LDX_B => reg[dst] = u64::from(load!(u8, ea(x64!()))),
+            LDX_H => reg[dst] = u64::from(load!(u16, ea(x64!()))),
+            LDX_W => reg[dst] = u64::from(load!(u32, ea(x64!()))),
+            LDX_DW => reg[dst] = load!(u64, ea(x64!())),
+            LDSX_B => reg[dst] = load!(u8, ea(x64!())) as i8 as i64 as u64,
+            LDSX_H => reg[dst] = load!(u16, ea(x64!())) as i16 as i64 as u64,
+            LDSX_W => reg[dst] = load!(u32, ea(x64!())) as i32 as i64 as u64,
+            ST_B => store!(u8, ea(a64!()), k32 as u8),
+            ST_H => store!(u16, ea(a64!()), k32 as u16),
+            ST_W => store!(u32, ea(a64!()), k32),
+            ST_DW => store!(u64, ea(a64!()), k64),
+            STX_B => store!(u8, ea(a64!()), x64!() as u8),
+            STX_H => store!(u16, ea(a64!()), x64!() as u16),
+            STX_W => store!(u32, ea(a64!()), x32!()),
+            STX_DW => store!(u64, ea(a64!()), x64!()),
+            LDX_STACK_B => reg[dst] = u64::from(load_stack!(u8)),
+            LDX_STACK_H => reg[dst] = u64::from(load_stack!(u16)),
+            LDX_STACK_W => reg[dst] = u64::from(load_stack!(u32)),
+            LDX_STACK_DW => reg[dst] = load_stack!(u64),
+            ST_STACK_B => store_stack!(u8, k32 as u8),
+            ST_STACK_H => store_stack!(u16, k32 as u16),
+            ST_STACK_W => store_stack!(u32, k32),
+            ST_STACK_DW => store_stack!(u64, k64),
+            STX_STACK_B => store_stack!(u8, x64!() as u8),
+            STX_STACK_H => store_stack!(u16, x64!() as u16),
+            STX_STACK_W => store_stack!(u32, x32!()),
+            STX_STACK_DW => store_stack!(u64, x64!()),
             ATOMIC_DW => {
+                let x = x64!();
                 // SAFETY: see the memory arms above.
-                let cell = unsafe { mem::atomic64(env, cur, ea(a64)) }?;
-                match imm {
-                    AT_ADD => _ = cell.fetch_add(x64, ORDER),
-                    AT_OR => _ = cell.fetch_or(x64, ORDER),
-                    AT_AND => _ = cell.fetch_and(x64, ORDER),
-                    AT_XOR => _ = cell.fetch_xor(x64, ORDER),
-                    AT_FETCH_ADD => reg[src] = cell.fetch_add(x64, ORDER),
-                    AT_FETCH_OR => reg[src] = cell.fetch_or(x64, ORDER),
-                    AT_FETCH_AND => reg[src] = cell.fetch_and(x64, ORDER),
-                    AT_FETCH_XOR => reg[src] = cell.fetch_xor(x64, ORDER),
-                    BPF_XCHG => reg[src] = cell.swap(x64, ORDER),
-                    BPF_CMPXCHG => {
-                        reg[0] = match cell.compare_exchange(reg[0], x64, ORDER, ORDER) {
+                let cell = unsafe { mem::atomic64(&mut windows, env, cur, ea(a64!())) }?;
+                // The decoder turned every other operation into a fault.
+                match op.imm as i32 {
+                    AT_ADD => _ = cell.fetch_add(x, ORDER),
+                    AT_OR => _ = cell.fetch_or(x, ORDER),
+                    AT_AND => _ = cell.fetch_and(x, ORDER),
+                    AT_XOR => _ = cell.fetch_xor(x, ORDER),
+                    AT_FETCH_ADD => reg[src] = cell.fetch_add(x, ORDER),
+                    AT_FETCH_OR => reg[src] = cell.fetch_or(x, ORDER),
+                    AT_FETCH_AND => reg[src] = cell.fetch_and(x, ORDER),
+                    AT_FETCH_XOR => reg[src] = cell.fetch_xor(x, ORDER),
+                    BPF_XCHG => reg[src] = cell.swap(x, ORDER),
+                    _ => {
+                        reg[0] = match cell.compare_exchange(reg[0], x, ORDER, ORDER) {
                             Ok(old) | Err(old) => old,
                         }
                     }
-                    _ => return Err(bad_atomic(cur, imm)),
                 }
             }
             ATOMIC_W => {
+                let x = x32!();
                 // SAFETY: see the memory arms above.
-                let cell = unsafe { mem::atomic32(env, cur, ea(a64)) }?;
-                match imm {
-                    AT_ADD => _ = cell.fetch_add(x32, ORDER),
-                    AT_OR => _ = cell.fetch_or(x32, ORDER),
-                    AT_AND => _ = cell.fetch_and(x32, ORDER),
-                    AT_XOR => _ = cell.fetch_xor(x32, ORDER),
-                    AT_FETCH_ADD => reg[src] = u64::from(cell.fetch_add(x32, ORDER)),
-                    AT_FETCH_OR => reg[src] = u64::from(cell.fetch_or(x32, ORDER)),
-                    AT_FETCH_AND => reg[src] = u64::from(cell.fetch_and(x32, ORDER)),
-                    AT_FETCH_XOR => reg[src] = u64::from(cell.fetch_xor(x32, ORDER)),
-                    BPF_XCHG => reg[src] = u64::from(cell.swap(x32, ORDER)),
-                    // The 32-bit variant compares the low half of r0 and zero-extends the old
-                    // value into r0.
-                    BPF_CMPXCHG => {
+                let cell = unsafe { mem::atomic32(&mut windows, env, cur, ea(a64!())) }?;
+                match op.imm as i32 {
+                    AT_ADD => _ = cell.fetch_add(x, ORDER),
+                    AT_OR => _ = cell.fetch_or(x, ORDER),
+                    AT_AND => _ = cell.fetch_and(x, ORDER),
+                    AT_XOR => _ = cell.fetch_xor(x, ORDER),
+                    AT_FETCH_ADD => reg[src] = u64::from(cell.fetch_add(x, ORDER)),
+                    AT_FETCH_OR => reg[src] = u64::from(cell.fetch_or(x, ORDER)),
+                    AT_FETCH_AND => reg[src] = u64::from(cell.fetch_and(x, ORDER)),
+                    AT_FETCH_XOR => reg[src] = u64::from(cell.fetch_xor(x, ORDER)),
+                    BPF_XCHG => reg[src] = u64::from(cell.swap(x, ORDER)),
+                    // CMPXCHG: the 32-bit variant compares the low half of r0 and
+                    // zero-extends the old value into r0.
+                    _ => {
                         reg[0] = u64::from(
-                            match cell.compare_exchange(reg[0] as u32, x32, ORDER, ORDER) {
+                            match cell.compare_exchange(reg[0] as u32, x, ORDER, ORDER) {
                                 Ok(old) | Err(old) => old,
                             },
                         )
                     }
-                    _ => return Err(bad_atomic(cur, imm)),
                 }
             }
-            op => {
-                return Err(VmError::Unsupported {
-                    insn: cur,
-                    what: format!("opcode {op:#04x}"),
-                })
+            // ---- superinstructions (`remaining >= MAX_FUSED` before this op: see above) ----
+            ADDR => {
+                reg[dst] = x64!().wrapping_add(k64);
+                *remaining -= 1;
+                pc += 1;
             }
+            BOUNDS => {
+                let end = reg[usize::from(op.aux & 0x0f)];
+                let v = x64!().wrapping_add(k64);
+                reg[dst] = v;
+                *remaining -= 2;
+                pc = if v > end { op.off as usize } else { pc + 2 };
+            }
+            SET_STACK_W | SET_STACK_DW => {
+                reg[dst] = if op.aux == 1 { u64::from(k32) } else { k64 };
+                if op.code == SET_STACK_W {
+                    store_stack!(u32, k32);
+                } else {
+                    store_stack!(u64, reg[dst]);
+                }
+                *remaining -= 1;
+                pc += 1;
+            }
+            FAULT => return Err(decoded.faults[op.imm as usize].clone()),
+            other => return Err(unknown_opcode(cur, other)),
         }
     }
 }
 
-fn bad_width(insn: usize) -> VmError {
+/// The fault of an opcode the loop has no arm for.
+#[cold]
+fn unknown_opcode(insn: usize, op: u8) -> VmError {
     VmError::Unsupported {
         insn,
-        what: "byte swap width".into(),
-    }
-}
-
-fn bad_atomic(insn: usize, imm: i32) -> VmError {
-    VmError::Unsupported {
-        insn,
-        what: format!("atomic operation {imm:#x}"),
+        what: format!("opcode {op:#04x}"),
     }
 }

@@ -1,44 +1,235 @@
 //! Checked memory access for the interpreter: every access is validated against the run's
 //! [`MemoryMap`](crate::vm::memory::MemoryMap) before any pointer is formed.
+//!
+//! A full check scans the run's regions. Programs touch few regions over and over (the packet,
+//! a map value, global data, the stack through pointers), so the loop keeps the last two regions
+//! that allowed a read, the last two that allowed a write and the stack in [`Windows`], and
+//! scans only on a miss. The windows are
+//! copies of regions of the map, so they are exactly as permissive as the map was when they
+//! were taken; the map changes only inside helpers (a new map value, a moved packet end), and
+//! the loop forgets every window after each helper call.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::vm::env::RunEnv;
 use crate::vm::error::VmError;
-use crate::vm::memory::Access;
+use crate::vm::memory::{Access, Region, RegionKind};
 
 /// A plain value that can be loaded from or stored to program memory.
 pub(super) trait Scalar: Copy {
     /// Width in bytes.
-    const SIZE: usize;
+    const SIZE: u64;
 }
 
 impl Scalar for u8 {
-    const SIZE: usize = 1;
+    const SIZE: u64 = 1;
 }
 impl Scalar for u16 {
-    const SIZE: usize = 2;
+    const SIZE: u64 = 2;
 }
 impl Scalar for u32 {
-    const SIZE: usize = 4;
+    const SIZE: u64 = 4;
 }
 impl Scalar for u64 {
-    const SIZE: usize = 8;
+    const SIZE: u64 = 8;
+}
+
+/// An address range `[start, start + span)` known to allow one kind of access.
+#[derive(Clone, Copy, Default)]
+struct Window {
+    start: u64,
+    /// Zero for an empty window: it covers nothing.
+    span: u64,
+}
+
+impl Window {
+    /// Whether `[addr, addr + len)` lies inside (one subtraction and two compares, no
+    /// overflow: `d < span` bounds `d`, and `span - d` cannot wrap).
+    #[inline(always)]
+    fn covers(self, addr: u64, len: u64) -> bool {
+        let d = addr.wrapping_sub(self.start);
+        d < self.span && self.span - d >= len
+    }
+}
+
+impl From<&Region> for Window {
+    fn from(r: &Region) -> Window {
+        Window {
+            start: r.start,
+            span: r.len,
+        }
+    }
+}
+
+/// Windows kept per kind of access besides the stack's.
+const WAYS: usize = 2;
+
+/// The regions that most recently allowed reads and writes (most recent first), and the
+/// interpreter's stack, which is always both and never leaves.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Windows {
+    read: [Window; WAYS],
+    write: [Window; WAYS],
+    stack: Window,
+}
+
+/// Makes `w` the most recent window of `set`.
+#[inline(always)]
+fn push_front(set: &mut [Window; WAYS], w: Window) {
+    set.copy_within(0..WAYS - 1, 1);
+    set[0] = w;
+}
+
+impl Windows {
+    /// Windows for a run whose stack is `[stack_start, stack_start + stack_len)`, starting
+    /// with its packet and context (the first things a program reads).
+    ///
+    /// # Safety
+    /// `env` must be live and not mutably borrowed elsewhere, and the stack must be memory the
+    /// run owns for its whole duration.
+    pub(super) unsafe fn new(env: *const RunEnv, stack_start: u64, stack_len: u64) -> Windows {
+        let mut w = Windows {
+            stack: Window {
+                start: stack_start,
+                span: stack_len,
+            },
+            ..Windows::default()
+        };
+        // SAFETY: forwarded contract.
+        unsafe { w.seed(env) };
+        w
+    }
+
+    /// Forgets every window but the stack's (after anything that may have changed the run's
+    /// regions) and starts again from the packet and context.
+    ///
+    /// # Safety
+    /// As [`Windows::new`].
+    #[inline(always)]
+    pub(super) unsafe fn clear(&mut self, env: *const RunEnv) {
+        self.read = Default::default();
+        self.write = Default::default();
+        // SAFETY: forwarded contract.
+        unsafe { self.seed(env) };
+    }
+
+    /// Takes the latest packet and context regions as the first windows.
+    ///
+    /// # Safety
+    /// As [`Windows::new`].
+    unsafe fn seed(&mut self, env: *const RunEnv) {
+        // SAFETY: `env` is live and only read here (caller's contract).
+        let regions = unsafe { (*env).memory.regions() };
+        let latest = |kind: RegionKind| regions.iter().rev().find(|r| r.kind == kind);
+        if let Some(packet) = latest(RegionKind::Packet) {
+            self.read[0] = Window::from(packet);
+            if packet.writable {
+                self.write[0] = Window::from(packet);
+            }
+        }
+        if let Some(ctx) = latest(RegionKind::Context) {
+            self.read[1] = Window::from(ctx);
+        }
+    }
+
+    /// Makes `region`, just added to the run's regions, the most recent window of each kind of
+    /// access it allows (a looked-up value is usually touched right away).
+    #[inline(always)]
+    pub(super) fn note(&mut self, region: &Region) {
+        push_front(&mut self.read, Window::from(region));
+        if region.writable {
+            push_front(&mut self.write, Window::from(region));
+        }
+    }
+
+    /// Whether a read of `[addr, addr + len)` is allowed, without raising a fault.
+    ///
+    /// # Safety
+    /// As [`Windows::check`].
+    #[inline(always)]
+    pub(super) unsafe fn can_read(&mut self, env: *const RunEnv, addr: u64, len: u64) -> bool {
+        // SAFETY: forwarded contract.
+        unsafe { self.check(env, 0, addr, len, Access::Read) }.is_ok()
+    }
+
+    /// Checks an access: a window hit, else a scan of the run's regions, which on success
+    /// becomes the most recent window.
+    ///
+    /// # Safety
+    /// `env` must be live and not mutably borrowed elsewhere.
+    #[inline(always)]
+    unsafe fn check(
+        &mut self,
+        env: *const RunEnv,
+        pc: usize,
+        addr: u64,
+        len: u64,
+        access: Access,
+    ) -> Result<(), VmError> {
+        let set = match access {
+            Access::Read => &mut self.read,
+            Access::Write => &mut self.write,
+        };
+        if set[0].covers(addr, len) {
+            return Ok(());
+        }
+        if set[1].covers(addr, len) {
+            set.swap(0, 1);
+            return Ok(());
+        }
+        if self.stack.covers(addr, len) {
+            return Ok(());
+        }
+        // SAFETY: forwarded contract.
+        unsafe { miss(set, env, pc, addr, len, access) }
+    }
+}
+
+/// The slow path of [`Windows::check`].
+///
+/// # Safety
+/// As [`Windows::check`].
+#[cold]
+#[inline(never)]
+unsafe fn miss(
+    set: &mut [Window; WAYS],
+    env: *const RunEnv,
+    pc: usize,
+    addr: u64,
+    len: u64,
+    access: Access,
+) -> Result<(), VmError> {
+    // SAFETY: `env` is live and only read here (caller's contract).
+    let memory = unsafe { &(*env).memory };
+    match memory.find(addr, len, access) {
+        Some(region) => {
+            push_front(set, Window::from(region));
+            Ok(())
+        }
+        None => Err(VmError::OutOfBounds {
+            insn: pc,
+            addr,
+            len: len as usize,
+            access,
+        }),
+    }
 }
 
 /// Loads a `T` from `addr` after checking the read.
 ///
 /// # Safety
 /// `env` must be live and not mutably borrowed elsewhere; every region in `env.memory` must be
-/// mapped memory (the run's contract).
+/// mapped memory (the run's contract), and `windows` must hold only regions of `env.memory`
+/// taken since its last change.
 #[inline(always)]
 pub(super) unsafe fn load<T: Scalar>(
+    windows: &mut Windows,
     env: *const RunEnv,
     pc: usize,
     addr: u64,
 ) -> Result<T, VmError> {
-    // SAFETY: `env` is live and only read here (caller's contract).
-    unsafe { &(*env).memory }.check(pc, addr, T::SIZE, Access::Read)?;
+    // SAFETY: forwarded contract.
+    unsafe { windows.check(env, pc, addr, T::SIZE, Access::Read) }?;
     // SAFETY: the check proved `[addr, addr + SIZE)` lies inside a registered readable region,
     // which is mapped memory; no alignment is required by `read_unaligned`.
     Ok(unsafe { std::ptr::read_unaligned(addr as usize as *const T) })
@@ -50,13 +241,14 @@ pub(super) unsafe fn load<T: Scalar>(
 /// As [`load`].
 #[inline(always)]
 pub(super) unsafe fn store<T: Scalar>(
+    windows: &mut Windows,
     env: *const RunEnv,
     pc: usize,
     addr: u64,
     value: T,
 ) -> Result<(), VmError> {
-    // SAFETY: `env` is live and only read here (caller's contract).
-    unsafe { &(*env).memory }.check(pc, addr, T::SIZE, Access::Write)?;
+    // SAFETY: forwarded contract.
+    unsafe { windows.check(env, pc, addr, T::SIZE, Access::Write) }?;
     // SAFETY: the check proved `[addr, addr + SIZE)` lies inside a registered writable region.
     unsafe { std::ptr::write_unaligned(addr as usize as *mut T, value) };
     Ok(())
@@ -64,6 +256,7 @@ pub(super) unsafe fn store<T: Scalar>(
 
 /// The fault for an atomic at an address that is not naturally aligned (the kernel verifier
 /// refuses those; a hardware atomic cannot do them).
+#[cold]
 fn misaligned(pc: usize, addr: u64, len: usize) -> VmError {
     VmError::Unsupported {
         insn: pc,
@@ -77,12 +270,13 @@ fn misaligned(pc: usize, addr: u64, len: usize) -> VmError {
 /// As [`load`]; the returned reference must not outlive the run.
 #[inline(always)]
 pub(super) unsafe fn atomic64<'a>(
+    windows: &mut Windows,
     env: *const RunEnv,
     pc: usize,
     addr: u64,
 ) -> Result<&'a AtomicU64, VmError> {
-    // SAFETY: `env` is live and only read here (caller's contract).
-    unsafe { &(*env).memory }.check(pc, addr, 8, Access::Write)?;
+    // SAFETY: forwarded contract.
+    unsafe { windows.check(env, pc, addr, 8, Access::Write) }?;
     if addr & 7 != 0 {
         return Err(misaligned(pc, addr, 8));
     }
@@ -98,12 +292,13 @@ pub(super) unsafe fn atomic64<'a>(
 /// As [`atomic64`].
 #[inline(always)]
 pub(super) unsafe fn atomic32<'a>(
+    windows: &mut Windows,
     env: *const RunEnv,
     pc: usize,
     addr: u64,
 ) -> Result<&'a AtomicU32, VmError> {
-    // SAFETY: `env` is live and only read here (caller's contract).
-    unsafe { &(*env).memory }.check(pc, addr, 4, Access::Write)?;
+    // SAFETY: forwarded contract.
+    unsafe { windows.check(env, pc, addr, 4, Access::Write) }?;
     if addr & 3 != 0 {
         return Err(misaligned(pc, addr, 4));
     }

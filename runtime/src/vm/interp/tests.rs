@@ -92,11 +92,13 @@ fn prepare(text: &str) -> PreparedProgram {
     }
     functions.sort_unstable();
     functions.dedup();
+    let decoded = std::sync::Arc::new(Decoded::new(&insns));
     PreparedProgram {
         name: "test".into(),
         prog_type: ProgramType::Xdp,
         insns,
         functions,
+        decoded,
     }
 }
 
@@ -236,3 +238,77 @@ fn stack_region_added_once() {
 }
 
 use crate::vm::insn::{Insn, BPF_DW, BPF_EXIT, BPF_IMM, BPF_JMP, BPF_LD, PSEUDO_MAP_FD};
+
+/// Runs `text` with r1 = `r1` and the given budget.
+fn run_with(text: &str, r1: u64, budget: u64) -> Result<u64, VmError> {
+    let prog = prepare(text);
+    let mut env = RunEnv::default();
+    env.begin_run();
+    Interpreter::new(budget).run(&prog, &mut env, r1, 0)
+}
+
+/// The bounds-check superinstruction (`mov`, `add`, `jgt`) at its first slot and a jump into
+/// its middle give the results of the plain instructions.
+#[test]
+fn superinstructions_match_their_slots() {
+    let text = "
+        mov64 r3, 100
+        jeq r1, 7, mid
+        mov64 r2, r1
+    mid:
+        add64 r2, 14
+        jgt r2, r3, out
+        mov64 r0, r2
+        exit
+    out:
+        mov64 r0, 1000
+        add64 r0, r2
+        exit";
+    // From the top: r2 = r1 + 14.
+    assert_eq!(run_with(text, 50, 100), Ok(64));
+    assert_eq!(run_with(text, 90, 100), Ok(1104));
+    // Into the middle: r2 is 0 there, so r2 = 14.
+    assert_eq!(run_with(text, 7, 100), Ok(14));
+    // A key stored on the stack by the fused move-and-store reads back, and the register
+    // keeps the moved value (32-bit move: zero-extended).
+    let text = "
+        mov32 r1, -1
+        stxw [r10-4], r1
+        ldxw r0, [r10-4]
+        add64 r0, r1
+        exit";
+    assert_eq!(run_with(text, 0, 100), Ok(2 * 0xffff_ffff));
+}
+
+/// Superinstructions count every instruction they stand for, and a run near the end of its
+/// budget stops exactly where the plain instructions would.
+#[test]
+fn budget_is_exact_across_superinstructions() {
+    let text = "mov64 r2, r1\nadd64 r2, 1\nmov64 r0, r2\nexit";
+    assert_eq!(run_with(text, 5, 4), Ok(6));
+    assert_eq!(
+        run_with(text, 5, 3),
+        Err(VmError::BudgetExhausted { insns: 3 })
+    );
+    assert_eq!(
+        run_with(text, 5, 1),
+        Err(VmError::BudgetExhausted { insns: 1 })
+    );
+}
+
+/// A program that writes r10 (the verifier forbids it; `ld_imm64` and fetching atomics name
+/// their register where the decoder's ALU check does not look) gets every stack access
+/// checked, so it cannot write through the forged frame pointer.
+#[test]
+fn written_frame_pointer_disables_unchecked_stack_access() {
+    let text = "lddw r10, 0x10000\nstxdw [r10-8], r1\nmov64 r0, 0\nexit";
+    assert_eq!(
+        run_with(text, 0, 100),
+        Err(VmError::OutOfBounds {
+            insn: 2,
+            addr: 0x10000 - 8,
+            len: 8,
+            access: crate::vm::memory::Access::Write,
+        })
+    );
+}

@@ -1,0 +1,433 @@
+//! Pre-decoding: the interpreter's own instruction stream, built once per program.
+//!
+//! Each BPF instruction becomes one [`Op`] at the same index, with everything the dispatch loop
+//! would otherwise work out on every execution done ahead of time: jump and call targets are
+//! absolute indices, immediates are sign-extended, `ld_imm64` holds its whole value, helpers are
+//! resolved to an index into [`Decoded::helpers`], cpu-v4 sign-extending moves have codes of
+//! their own, and accesses through `r10` that provably stay inside the current frame skip the
+//! bounds check (`*_STACK` codes). Anything that can only fault (an unknown opcode, a bad width,
+//! an unknown helper, a jump out of the program) becomes a [`FAULT`] op that raises at run time
+//! exactly the error the instruction would raise, so decoding itself never fails.
+//!
+//! Invariant the loop relies on: every `Op::off` of a jump or local call is a valid index into
+//! `Decoded::ops`, and the last op is a [`FAULT`] sentinel, so execution that runs past the
+//! final instruction (or returns to a call that was the final instruction) stops there instead
+//! of leaving the stream.
+
+use crate::helpers::{self, Helper};
+use crate::vm::error::VmError;
+use crate::vm::insn::*;
+
+/// Internal opcodes, placed in the `BPF_LD` class where real programs have no valid opcode
+/// (the kernel only knows `ld_imm64` there, and cBPF's ABS/IND modes, which we refuse).
+pub(super) mod code {
+    use crate::vm::insn::{BPF_B, BPF_DW, BPF_H, BPF_W};
+
+    /// `dst = *(size *)(r10 + off)`, offset proven inside the frame.
+    pub const LDX_STACK: u8 = 0x60;
+    /// `*(size *)(r10 + off) = src`, offset proven inside the frame.
+    pub const STX_STACK: u8 = 0x80;
+    /// `*(size *)(r10 + off) = imm`, offset proven inside the frame.
+    pub const ST_STACK: u8 = 0xa0;
+    /// The stack codes by width, in `BPF_SIZE` order (`| BPF_W`, `| BPF_H`, ...).
+    pub const LDX_STACK_W: u8 = LDX_STACK | BPF_W;
+    /// See [`LDX_STACK`].
+    pub const LDX_STACK_H: u8 = LDX_STACK | BPF_H;
+    /// See [`LDX_STACK`].
+    pub const LDX_STACK_B: u8 = LDX_STACK | BPF_B;
+    /// See [`LDX_STACK`].
+    pub const LDX_STACK_DW: u8 = LDX_STACK | BPF_DW;
+    /// See [`STX_STACK`].
+    pub const STX_STACK_W: u8 = STX_STACK | BPF_W;
+    /// See [`STX_STACK`].
+    pub const STX_STACK_H: u8 = STX_STACK | BPF_H;
+    /// See [`STX_STACK`].
+    pub const STX_STACK_B: u8 = STX_STACK | BPF_B;
+    /// See [`STX_STACK`].
+    pub const STX_STACK_DW: u8 = STX_STACK | BPF_DW;
+    /// See [`ST_STACK`].
+    pub const ST_STACK_W: u8 = ST_STACK | BPF_W;
+    /// See [`ST_STACK`].
+    pub const ST_STACK_H: u8 = ST_STACK | BPF_H;
+    /// See [`ST_STACK`].
+    pub const ST_STACK_B: u8 = ST_STACK | BPF_B;
+    /// See [`ST_STACK`].
+    pub const ST_STACK_DW: u8 = ST_STACK | BPF_DW;
+    /// 64-bit `movsx`: `dst = sign_extend(src, off bits)`.
+    pub const MOVSX64: u8 = 0xc0;
+    /// 32-bit `movsx`: `dst = zext32(sign_extend(src, off bits))`.
+    pub const MOVSX32: u8 = 0xc8;
+    /// `bpf_map_lookup_elem`, run inline for array maps (`imm` is the helper index for the
+    /// others).
+    pub const CALL_LOOKUP: u8 = 0xd8;
+    /// Local call: `off` is the callee's entry.
+    pub const LOCAL_CALL: u8 = 0xd0;
+    /// Raises `Decoded::faults[imm]`.
+    pub const FAULT: u8 = 0xe0;
+
+    // Superinstructions: the first slot of a common sequence does the work of all of it (the
+    // later slots keep their own ops, for jumps that land on them).
+    /// `dst = src; dst += imm` (pointer arithmetic).
+    pub const ADDR: u8 = 0xe8;
+    /// `dst = src; dst += imm; if dst > aux goto off` (a packet bounds check).
+    pub const BOUNDS: u8 = 0xf0;
+    /// `dst = imm; *(u32 *)(r10 + off) = dst` (a map key on the stack); `aux` = 1 when the
+    /// move was 32-bit.
+    pub const SET_STACK_W: u8 = 0xf8;
+    /// As [`SET_STACK_W`] with an 8-byte store.
+    pub const SET_STACK_DW: u8 = 0x08;
+}
+
+/// Instructions a superinstruction may stand for: a run with fewer instructions of budget left
+/// than this switches to the plain ops, so the budget stays exact.
+pub(super) const MAX_FUSED: u64 = 3;
+
+pub(super) use code::FAULT;
+
+/// One pre-decoded instruction (16 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Op {
+    /// A BPF opcode byte, or one of [`code`]'s internal codes.
+    pub code: u8,
+    /// Destination register (0..=15; r11..r15 are never valid but index harmlessly).
+    pub dst: u8,
+    /// Source register (0..=15).
+    pub src: u8,
+    /// Memory displacement; absolute target of a jump or local call; the `off` modifier of
+    /// ALU instructions (signed division, `movsx` width).
+    pub off: i32,
+    /// Sign-extended immediate; the whole `ld_imm64` value; a helper index for calls; a fault
+    /// index for [`FAULT`].
+    pub imm: u64,
+    /// A third register or a flag, for superinstructions.
+    pub aux: u8,
+}
+
+/// A program in the interpreter's form.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// One op per instruction slot, plus the final [`FAULT`] sentinel; superinstructions
+    /// fused in.
+    pub(super) ops: Box<[Op]>,
+    /// The same without superinstructions (runs near the end of their budget use these).
+    pub(super) plain: Box<[Op]>,
+    /// Helpers the program calls, indexed by a call's `imm`.
+    pub(super) helpers: Box<[&'static Helper]>,
+    /// Errors raised by [`FAULT`] ops, indexed by their `imm`.
+    pub(super) faults: Box<[VmError]>,
+}
+
+/// The helper with kernel ID `id` (unit tests add private helpers).
+fn resolve_helper(id: i32) -> Option<&'static Helper> {
+    #[cfg(test)]
+    if let Some(h) = super::tests::test_helper(id) {
+        return Some(h);
+    }
+    helpers::get(id)
+}
+
+/// Whether any instruction writes r10: the verifier forbids it and our decoder rejects ALU and
+/// LDX writes, but `ld_imm64` and fetching atomics name their written register elsewhere. If
+/// one does, r10 can hold anything and no stack access may skip its check.
+fn writes_frame_pointer(insns: &[Insn]) -> bool {
+    insns.iter().any(|i| {
+        let dst_written = matches!(i.class(), BPF_ALU | BPF_ALU64 | BPF_LDX) || i.is_ld_imm64();
+        let fetch = i.op & 0xe0 == BPF_ATOMIC && i.class() == BPF_STX && i.imm & BPF_FETCH != 0;
+        (dst_written && i.dst == FRAME_REG) || (fetch && i.src == FRAME_REG)
+    })
+}
+
+/// Whether `[r10 + off, r10 + off + size)` lies inside the current 512-byte frame.
+fn in_frame(off: i16, size: usize) -> bool {
+    let off = i64::from(off);
+    off >= -(STACK_SIZE as i64) && off + size as i64 <= 0
+}
+
+impl Decoded {
+    /// Decodes `insns`. Never fails: what cannot run becomes a fault op.
+    pub fn new(insns: &[Insn]) -> Decoded {
+        let mut d = Decoder {
+            ops: Vec::with_capacity(insns.len() + 1),
+            helpers: Vec::new(),
+            faults: Vec::new(),
+            len: insns.len(),
+        };
+        let stack_ok = !writes_frame_pointer(insns);
+        let mut pc = 0;
+        while pc < insns.len() {
+            let insn = insns[pc];
+            if insn.is_ld_imm64() {
+                let op = d.ld_imm64(pc, insn, insns.get(pc + 1).copied());
+                d.ops.push(op);
+                if pc + 1 < insns.len() {
+                    // Reaching the second slot means a jump into the middle of an ld_imm64.
+                    let tail = d.fault(VmError::Unsupported {
+                        insn: pc + 1,
+                        what: "opcode 0x00".into(),
+                    });
+                    d.ops.push(tail);
+                }
+                pc += 2;
+            } else {
+                let op = d.op(pc, insn, stack_ok);
+                d.ops.push(op);
+                pc += 1;
+            }
+        }
+        let end = d.fault(VmError::Unsupported {
+            insn: insns.len(),
+            what: "execution left the program".into(),
+        });
+        d.ops.push(end);
+        let plain = d.ops.clone().into_boxed_slice();
+        fuse(&mut d.ops);
+        Decoded {
+            plain,
+            ops: d.ops.into_boxed_slice(),
+            helpers: d.helpers.into_boxed_slice(),
+            faults: d.faults.into_boxed_slice(),
+        }
+    }
+
+    /// Number of instruction slots (without the sentinel).
+    pub fn len(&self) -> usize {
+        self.ops.len() - 1
+    }
+
+    /// Whether the program has no instructions.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Decoding state.
+struct Decoder {
+    ops: Vec<Op>,
+    helpers: Vec<&'static Helper>,
+    faults: Vec<VmError>,
+    /// Instruction slots in the program.
+    len: usize,
+}
+
+impl Decoder {
+    /// A [`FAULT`] op raising `err`.
+    fn fault(&mut self, err: VmError) -> Op {
+        self.faults.push(err);
+        Op {
+            code: FAULT,
+            dst: 0,
+            src: 0,
+            off: 0,
+            imm: (self.faults.len() - 1) as u64,
+            aux: 0,
+        }
+    }
+
+    /// The absolute target `pc + 1 + delta`, or a fault op if it lies outside the program.
+    fn target(&mut self, pc: usize, delta: i64) -> Result<i32, Op> {
+        let t = pc as i64 + 1 + delta;
+        if (0..self.len as i64).contains(&t) {
+            Ok(t as i32)
+        } else {
+            Err(self.fault(VmError::Unsupported {
+                insn: pc,
+                what: format!("jump to {t}, outside the program"),
+            }))
+        }
+    }
+
+    fn ld_imm64(&mut self, pc: usize, insn: Insn, next: Option<Insn>) -> Op {
+        let Some(next) = next else {
+            return self.fault(VmError::Unsupported {
+                insn: pc,
+                what: "truncated ld_imm64".into(),
+            });
+        };
+        let value = match insn.src {
+            PSEUDO_NONE => insn.imm64(next),
+            // The function value is the callee's absolute instruction index.
+            PSEUDO_FUNC => (pc as i64 + 1 + i64::from(insn.imm)) as u64,
+            other => {
+                return self.fault(VmError::Unsupported {
+                    insn: pc,
+                    what: format!("unresolved ld_imm64 pseudo source {other}"),
+                })
+            }
+        };
+        Op {
+            code: insn.op,
+            dst: insn.dst & 0x0f,
+            src: 0,
+            off: 0,
+            imm: value,
+            aux: 0,
+        }
+    }
+
+    fn op(&mut self, pc: usize, insn: Insn, stack_ok: bool) -> Op {
+        let mut op = Op {
+            code: insn.op,
+            dst: insn.dst & 0x0f,
+            src: insn.src & 0x0f,
+            off: i32::from(insn.off),
+            imm: insn.imm as i64 as u64,
+            aux: 0,
+        };
+        let class = insn.class();
+        let unsupported = |what: String| VmError::Unsupported { insn: pc, what };
+        match class {
+            BPF_ALU | BPF_ALU64 => match insn.op & 0xf0 {
+                BPF_END if !matches!(insn.imm, 16 | 32 | 64) => {
+                    return self.fault(unsupported("byte swap width".into()))
+                }
+                BPF_END if class == BPF_ALU64 && insn.op & BPF_X != 0 => {
+                    return self.fault(unsupported(format!("opcode {:#04x}", insn.op)))
+                }
+                BPF_MOV if insn.op & BPF_X != 0 && matches!(insn.off, 8 | 16 | 32) => {
+                    if class == BPF_ALU64 {
+                        op.code = code::MOVSX64;
+                    } else if insn.off == 32 {
+                        // 32-bit movsx has no 32-bit width; the old loop moved the value.
+                        op.off = 0;
+                    } else {
+                        op.code = code::MOVSX32;
+                    }
+                }
+                _ => {}
+            },
+            BPF_JMP | BPF_JMP32 => match insn.op & 0xf0 {
+                BPF_EXIT => {}
+                BPF_CALL if class == BPF_JMP => match insn.src {
+                    CALL_HELPER => match resolve_helper(insn.imm) {
+                        Some(h) => {
+                            if h.id == super::inline::MAP_LOOKUP_ELEM {
+                                op.code = code::CALL_LOOKUP;
+                            }
+                            op.imm = self.helpers.len() as u64;
+                            self.helpers.push(h);
+                        }
+                        None => {
+                            return self.fault(VmError::UnknownHelper {
+                                insn: pc,
+                                id: insn.imm,
+                            })
+                        }
+                    },
+                    CALL_LOCAL => match self.target(pc, i64::from(insn.imm)) {
+                        Ok(t) => {
+                            op.code = code::LOCAL_CALL;
+                            op.off = t;
+                        }
+                        Err(fault) => return fault,
+                    },
+                    _ => return self.fault(unsupported("kfunc call".into())),
+                },
+                BPF_JA if class == BPF_JMP32 => match self.target(pc, i64::from(insn.imm)) {
+                    Ok(t) => {
+                        op.code = BPF_JMP | BPF_JA;
+                        op.off = t;
+                    }
+                    Err(fault) => return fault,
+                },
+                _ => match self.target(pc, i64::from(insn.off)) {
+                    Ok(t) => op.off = t,
+                    Err(fault) => return fault,
+                },
+            },
+            BPF_LDX
+                if insn.op & 0xe0 == BPF_MEM
+                    && stack_ok
+                    && insn.src == FRAME_REG
+                    && in_frame(insn.off, insn.mem_size()) =>
+            {
+                op.code = code::LDX_STACK | (insn.op & 0x18);
+            }
+            BPF_STX
+                if insn.op & 0xe0 == BPF_MEM
+                    && stack_ok
+                    && insn.dst == FRAME_REG
+                    && in_frame(insn.off, insn.mem_size()) =>
+            {
+                op.code = code::STX_STACK | (insn.op & 0x18);
+            }
+            BPF_ST
+                if insn.op & 0xe0 == BPF_MEM
+                    && stack_ok
+                    && insn.dst == FRAME_REG
+                    && in_frame(insn.off, insn.mem_size()) =>
+            {
+                op.code = code::ST_STACK | (insn.op & 0x18);
+            }
+            BPF_STX if insn.op & 0xe0 == BPF_ATOMIC => {
+                let known = [
+                    BPF_ADD as i32,
+                    BPF_OR as i32,
+                    BPF_AND as i32,
+                    BPF_XOR as i32,
+                ]
+                .iter()
+                .any(|&a| insn.imm == a || insn.imm == a | BPF_FETCH)
+                    || insn.imm == BPF_XCHG
+                    || insn.imm == BPF_CMPXCHG;
+                if !known {
+                    return self.fault(unsupported(format!("atomic operation {:#x}", insn.imm)));
+                }
+            }
+            BPF_LD => {
+                // Only ld_imm64 is valid in this class (handled by the caller); the internal
+                // codes live here, so a real opcode of this class must never reach the loop.
+                return self.fault(unsupported(format!("opcode {:#04x}", insn.op)));
+            }
+            _ => {}
+        }
+        op
+    }
+}
+
+/// Replaces the first op of each common sequence by a superinstruction doing all of it.
+///
+/// Only sequences of plain ops fuse (never a fault, a call or an internal op), and the fused op
+/// does exactly what its slots do in order, so a program runs the same whether or not a jump
+/// lands inside a sequence.
+fn fuse(ops: &mut [Op]) {
+    const MOV64_X: u8 = BPF_ALU64 | BPF_MOV | BPF_X;
+    const MOV64_K: u8 = BPF_ALU64 | BPF_MOV | BPF_K;
+    const MOV32_K: u8 = BPF_ALU | BPF_MOV | BPF_K;
+    const ADD64_K: u8 = BPF_ALU64 | BPF_ADD | BPF_K;
+    const JGT_X: u8 = BPF_JMP | BPF_JGT | BPF_X;
+    for i in 0..ops.len().saturating_sub(1) {
+        let (a, b) = (ops[i], ops[i + 1]);
+        let c = ops.get(i + 2).copied();
+        if a.code == MOV64_X && b.code == ADD64_K && b.dst == a.dst {
+            let bounds = c.filter(|c| c.code == JGT_X && c.dst == a.dst);
+            ops[i] = Op {
+                code: if bounds.is_some() {
+                    code::BOUNDS
+                } else {
+                    code::ADDR
+                },
+                dst: a.dst,
+                src: a.src,
+                off: bounds.map_or(0, |c| c.off),
+                imm: b.imm,
+                aux: bounds.map_or(0, |c| c.src),
+            };
+        } else if (a.code == MOV64_K || a.code == MOV32_K)
+            && (b.code == code::STX_STACK_W || b.code == code::STX_STACK_DW)
+            && b.src == a.dst
+        {
+            ops[i] = Op {
+                code: if b.code == code::STX_STACK_W {
+                    code::SET_STACK_W
+                } else {
+                    code::SET_STACK_DW
+                },
+                dst: a.dst,
+                src: 0,
+                off: b.off,
+                imm: a.imm,
+                aux: u8::from(a.code == MOV32_K),
+            };
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Helpers the interpreter runs inline instead of calling, as the JIT does: `map_lookup_elem`
+//! on ARRAY and PERCPU_ARRAY maps is an index computation, and the generic helper path (handle
+//! search, key copy, a virtual call) costs several times the lookup itself.
+//!
+//! The inline path must be indistinguishable from the helper: same pointer, same region added
+//! to the run's memory, same result for an index out of range. Whenever it could differ (an
+//! unknown handle, a key the program may not read, any other map type) it declines and the
+//! loop calls the helper, which raises the helper's own faults.
+
+use super::mem::Windows;
+use crate::maps::{MapHandle, BPF_F_RDONLY_PROG};
+use crate::vm::env::RunEnv;
+use crate::vm::memory::{Region, RegionKind};
+
+/// Kernel ID of `bpf_map_lookup_elem`.
+pub(super) const MAP_LOOKUP_ELEM: i32 = 1;
+
+/// A handle already proven to be one of the run's maps, so that a loop looking up the same
+/// map repeatedly searches the handle list once.
+#[derive(Default)]
+pub(super) struct KnownHandle(u64);
+
+/// `bpf_map_lookup_elem(map, key)` for array maps: `Some(r0)`, or `None` when the helper must
+/// run instead.
+///
+/// # Safety
+/// `env` is the live environment of the run in progress, not borrowed elsewhere, and
+/// `windows` holds only regions of `env.memory` taken since its last change.
+#[inline]
+pub(super) unsafe fn array_lookup(
+    env: *mut RunEnv,
+    windows: &mut Windows,
+    known: &mut KnownHandle,
+    map: u64,
+    key: u64,
+) -> Option<u64> {
+    // SAFETY: `env` is live and exclusively ours for this call (contract).
+    let env = unsafe { &mut *env };
+    if map != known.0 {
+        // Handles only join the list during a run (inner maps), never leave it.
+        env.map_handles.binary_search(&map).ok()?;
+        known.0 = map;
+    }
+    // SAFETY: `map` is one of the program's handles (searched above, now or earlier in this
+    // run), which live as long as the program.
+    let h = unsafe { &*(map as *const MapHandle) };
+    let (base, slot) = if !h.array_base.is_null() {
+        (h.array_base, 0)
+    } else if !h.percpu_base.is_null() {
+        (h.percpu_base, u64::from(env.cpu % h.ncpus.max(1)))
+    } else {
+        return None;
+    };
+    // SAFETY: `env` is live; the check only reads its regions.
+    if h.key_size != 4 || !unsafe { windows.can_read(env, key, 4) } {
+        return None;
+    }
+    // SAFETY: the 4 key bytes lie in a readable region of this run (checked just above).
+    let index = unsafe { std::ptr::read_unaligned(key as usize as *const u32) };
+    if index >= h.max_entries {
+        return Some(0);
+    }
+    let element = if h.percpu_base.is_null() {
+        u64::from(index)
+    } else {
+        u64::from(index) * u64::from(h.ncpus) + slot
+    };
+    let value = base as u64 + element * h.value_stride;
+    let region = Region {
+        start: value,
+        len: u64::from(h.value_size),
+        writable: h.map.spec().flags & BPF_F_RDONLY_PROG == 0,
+        kind: RegionKind::MapValue,
+    };
+    env.memory.add(region);
+    windows.note(&region);
+    Some(value)
+}
