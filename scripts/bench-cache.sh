@@ -7,7 +7,7 @@
 # run; the modes alternate (rotated order) for --rounds rounds. Prints a Markdown table.
 #
 #   scripts/bench-cache.sh [--rounds N (3)] [--duration SECS (4)] [--warmup SECS (1)]
-#                          [--threads N (4)] [--keys N (10000)] [--zipf S (0.99)]
+#                          [--threads N (4)] [--pipeline D (1)] [--keys N (10000)] [--zipf S (0.99)]
 #                          [--value-size B (64)] [--client-cores LIST (0)] [--server-core N (1)]
 #                          [--memcached-cores LIST (the server core)]
 #                          [--modes "vanilla kernel userspace"] [--dp-args "ARGS"] [--no-build]
@@ -37,6 +37,7 @@ ROUNDS=3
 DURATION=4
 WARMUP=1
 THREADS=4
+PIPELINE=1
 KEYS=10000
 ZIPF=0.99
 VSIZE=64
@@ -60,6 +61,7 @@ while [ $# -gt 0 ]; do
     --duration) DURATION=$2; shift 2 ;;
     --warmup) WARMUP=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
+    --pipeline) PIPELINE=$2; shift 2 ;;
     --keys) KEYS=$2; shift 2 ;;
     --zipf) ZIPF=$2; shift 2 ;;
     --value-size) VSIZE=$2; shift 2 ;;
@@ -208,10 +210,10 @@ for ((r = 0; r < ROUNDS; r++)); do
     for ((i = 0; i < n; i++)); do
         mode=${modes[$(((i + r) % n))]}
         start_mode "$mode"
-        mcload "$WARMUP" --duration "$WARMUP" --get-ratio 1 >/dev/null || true
+        mcload "$WARMUP" --duration "$WARMUP" --get-ratio 1 --pipeline "$PIPELINE" >/dev/null || true
         before=$(mc_gets)
         rc=0
-        mcload "$DURATION" --duration "$DURATION" --get-ratio 1 --json >"$WORK/out.json" || rc=$?
+        mcload "$DURATION" --duration "$DURATION" --get-ratio 1 --pipeline "$PIPELINE" --json >"$WORK/out.json" || rc=$?
         after=$(mc_gets)
         stop_mode "$mode"
         [ $rc -le 1 ] || die "$mode: mcload failed (exit $rc)"
@@ -231,7 +233,8 @@ EOF
     done
 done
 
-DESC="Client: mcload, $THREADS threads on cores $CLIENT_CORES, closed loop, GET only, $KEYS keys \
+if [ "$PIPELINE" -gt 1 ]; then LOOP="$PIPELINE GETs in flight per thread (sendmmsg/recvmmsg)"; else LOOP="closed loop"; fi
+DESC="Client: mcload, $THREADS threads on cores $CLIENT_CORES, $LOOP, GET only, $KEYS keys \
 Zipf $ZIPF, $VSIZE-byte values, ${DURATION} s per run after ${WARMUP} s of warm-up; memcached \
 (-t 1) on core(s) $MC_CORES, the run-datapath worker on core $SERVER_CORE; kernel $(uname -r), $(nproc) cores; \
 modes alternating over $ROUNDS round(s)."

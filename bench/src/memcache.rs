@@ -1,6 +1,6 @@
 //! memcached over UDP, client side: the wire format ([`proto`]), self-describing keys and values
 //! ([`value`]), a connected socket with bounded waits and a blocking client ([`conn`]), a latency
-//! histogram ([`hist`]), the closed-loop load generator ([`load`]) with its reply checker
+//! histogram ([`hist`]), the load generator ([`load`], closed loop or [`pipeline`]d) with its reply checker
 //! (stale reads, wrong keys, damaged values) and its report ([`report`]). Used by the `mcload`
 //! tool and by the cache's end-to-end tests.
 
@@ -8,6 +8,7 @@ mod check;
 pub mod conn;
 pub mod hist;
 pub mod load;
+pub mod pipeline;
 pub mod proto;
 pub mod report;
 pub mod value;

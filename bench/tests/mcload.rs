@@ -161,6 +161,40 @@ fn multiget_and_large_values_against_memcached() {
     }
 }
 
+/// Pipelined GETs (several in flight per thread, batched system calls) get every reply
+/// checked as in the closed loop, and account for every request.
+#[test]
+fn pipelined_gets_against_memcached() {
+    let Some(mc) = memcached() else { return };
+    for protocol in [Protocol::Ascii, Protocol::Binary] {
+        let mut c = config(mc.addr, protocol);
+        c.check_stale = false;
+        c.get_ratio = 1.0;
+        c.pipeline = 16;
+        c.stop = Stop::Duration(Duration::from_millis(500));
+        let r = memcache::run(&c).expect("run");
+        print!("{}", r.table());
+        assert!(r.consistent(), "inconsistent: {r:#?}");
+        assert_eq!(r.preload_failures, 0);
+        assert!(r.counts.replies > 100, "too few replies");
+        assert_eq!((r.counts.misses, r.counts.malformed), (0, 0));
+        assert_eq!(r.counts.hits, r.counts.replies);
+        assert_eq!(r.counts.io_errors, 0);
+        assert!(r.counts.timeouts * 100 <= r.counts.requests, "timeouts");
+        // Every request is answered or timed out by the end (the run drains).
+        assert_eq!(r.counts.requests, r.counts.replies + r.counts.timeouts);
+    }
+    // A request quota is met exactly.
+    let mut c = config(mc.addr, Protocol::Ascii);
+    c.check_stale = false;
+    c.get_ratio = 1.0;
+    c.pipeline = 8;
+    c.preload = false;
+    c.stop = Stop::Requests(1000);
+    let r = memcache::run(&c).expect("run");
+    assert_eq!(r.counts.requests, 1000);
+}
+
 #[test]
 fn second_run_sees_first_runs_values_without_errors() {
     let Some(mc) = memcached() else { return };
@@ -330,6 +364,12 @@ fn checker_catches_wrong_keys_and_garbage() {
     let r = memcache::run(&fake_config(fake.addr)).expect("run");
     assert!(r.counts.malformed > 0, "{r:#?}");
     assert_eq!(r.counts.hits, 0);
+    // The pipelined loop checks replies the same way.
+    let fake = fake_server(Fault::OtherKey);
+    let mut c = fake_config(fake.addr);
+    (c.get_ratio, c.check_stale, c.pipeline) = (1.0, false, 4);
+    let r = memcache::run(&c).expect("run");
+    assert!(r.counts.wrong_key > 0, "{r:#?}");
 }
 
 #[test]
@@ -344,17 +384,27 @@ fn timeouts_are_bounded() {
     assert!(t0.elapsed() < Duration::from_secs(2));
     assert_eq!(r.counts.replies, 0);
     assert!(r.counts.timeouts > 0 && r.counts.timeouts == r.counts.requests);
+    // Also with requests pipelined.
+    (c.get_ratio, c.pipeline) = (1.0, 8);
+    let t0 = Instant::now();
+    let r = memcache::run(&c).expect("run");
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    assert_eq!(r.counts.replies, 0);
+    assert!(r.counts.timeouts >= 8 && r.counts.timeouts == r.counts.requests);
 }
 
 #[test]
 fn bad_configs_are_refused() {
     let addr = SocketAddr::from(([127, 0, 0, 1], 9));
-    let cases: [fn(&mut LoadConfig); 5] = [
+    let cases: [fn(&mut LoadConfig); 8] = [
         |c| c.threads = 0,
         |c| c.keys = 0,
         |c| c.zipf_s = f64::NAN,
         |c| c.get_ratio = 1.5,
         |c| c.timeout = Duration::ZERO,
+        |c| (c.get_ratio, c.pipeline) = (1.0, 3),
+        |c| (c.get_ratio, c.pipeline) = (1.0, 2048),
+        |c| (c.get_ratio, c.pipeline) = (0.9, 8),
     ];
     for f in cases {
         let mut c = LoadConfig::new(addr);

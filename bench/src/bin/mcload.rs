@@ -1,7 +1,7 @@
 //! `mcload`: a closed-loop memcached UDP load generator with a stale-read checker.
 //!
 //! ```text
-//! mcload --server IP:PORT [--threads N] [--duration SECS | --requests N] [--keys K]
+//! mcload --server IP:PORT [--threads N] [--pipeline D] [--duration SECS | --requests N] [--keys K]
 //!        [--zipf S] [--get-ratio R] [--value-size B] [--binary [--getk]] [--multiget N]
 //!        [--preload] [--timeout-ms T] [--seed N] [--json] [--check-stale]
 //! ```
@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use userxdp_bench::memcache::{self, LoadConfig, Protocol, Stop};
 
-const USAGE: &str = "usage: mcload --server IP:PORT [--threads N] [--duration SECS | --requests N]
+const USAGE: &str = "usage: mcload --server IP:PORT [--threads N] [--pipeline D (1; GETs only)]
+              [--duration SECS | --requests N]
               [--keys K] [--zipf S (0.99)] [--get-ratio R (0.9)] [--value-size B (64)]
               [--binary [--getk]] [--multiget N (ASCII)] [--preload] [--timeout-ms T (100)]
               [--seed N] [--json] [--check-stale]";
@@ -41,6 +42,7 @@ fn parse_args() -> (LoadConfig, bool) {
         match arg.as_str() {
             "--server" => server = Some(value(&mut it, "--server")),
             "--threads" => cfg.threads = value(&mut it, "--threads"),
+            "--pipeline" => cfg.pipeline = value(&mut it, "--pipeline"),
             "--duration" => {
                 let secs: f64 = value(&mut it, "--duration");
                 if !(secs > 0.0 && secs <= 86_400.0) {

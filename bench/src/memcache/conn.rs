@@ -102,6 +102,11 @@ impl Conn {
         })
     }
 
+    /// The connected socket (for callers that batch their own sends and receives).
+    pub fn socket(&self) -> &UdpSocket {
+        &self.sock
+    }
+
     /// Datagrams received for earlier (timed-out) requests and discarded.
     pub fn late_replies(&self) -> u64 {
         self.late

@@ -1,7 +1,8 @@
-//! The closed-loop load generator and its consistency checker.
+//! The load generator and its consistency checker.
 //!
-//! Each thread owns one [`Conn`]: it sends one request, waits for its reply or the timeout, and
-//! checks what came back. Keys `key:<n>` are drawn from a Zipf distribution over `keys` keys
+//! Each thread owns one [`Conn`]: in the closed loop it sends one request, waits for its reply
+//! or the timeout, and checks what came back; with `pipeline > 1` it keeps that many GETs in
+//! flight instead ([`super::pipeline`]). Keys `key:<n>` are drawn from a Zipf distribution over `keys` keys
 //! (key 0 the hottest). Every value names its key and its write (see [`super::value`]); write
 //! versions come from one global counter per key shared by all threads.
 //!
@@ -74,6 +75,9 @@ pub struct LoadConfig {
     pub seed: u64,
     /// Written into every value: values of other runs (left in the server) are told apart.
     pub run_id: u32,
+    /// GETs kept in flight per thread (1: the closed loop; more: [`super::pipeline`], GETs
+    /// only, a power of two).
+    pub pipeline: usize,
 }
 
 impl LoadConfig {
@@ -96,6 +100,7 @@ impl LoadConfig {
             check_stale: false,
             seed: 0x6d63_6c6f_6164,
             run_id: fresh_run_id(),
+            pipeline: 1,
         }
     }
 
@@ -124,6 +129,15 @@ impl LoadConfig {
         }
         if self.value_size > 60_000 {
             return bad("value_size", "must be at most 60000 (one request datagram)");
+        }
+        if !self.pipeline.is_power_of_two() || self.pipeline > super::pipeline::MAX_DEPTH {
+            return bad("pipeline", "must be a power of two in 1..=1024");
+        }
+        if self.pipeline > 1 && (self.get_ratio < 1.0 || self.check_stale || self.multiget > 1) {
+            return bad(
+                "pipeline",
+                "pipelining sends single-key GETs only: needs --get-ratio 1, no --check-stale, no --multiget",
+            );
         }
         if self.timeout.is_zero() || self.timeout > Duration::from_secs(60) {
             return bad("timeout", "must be in (0, 60 s]");
@@ -257,7 +271,11 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
                 Stop::Duration(d) => Some(Instant::now() + d),
                 Stop::Requests(_) => None,
             };
-            w.measure(end, quota);
+            if w.cfg.pipeline > 1 {
+                w.measure_pipelined(w.cfg.pipeline, end, quota);
+            } else {
+                w.measure(end, quota);
+            }
             (w.c, w.hist, w.stale, w.errors, preload)
         }));
     }
@@ -293,6 +311,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
         server: cfg.server.to_string(),
         protocol: cfg.protocol,
         threads: cfg.threads,
+        pipeline: cfg.pipeline,
         keys: cfg.keys,
         elapsed_s: elapsed,
         throughput_rps: if elapsed > 0.0 {
@@ -320,17 +339,18 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
     })
 }
 
-struct Worker {
-    cfg: LoadConfig,
-    space: Arc<Keyspace>,
-    conn: Conn,
+/// One load thread's state.
+pub(super) struct Worker {
+    pub(super) cfg: LoadConfig,
+    pub(super) space: Arc<Keyspace>,
+    pub(super) conn: Conn,
     rng: SmallRng,
     zipf: Zipf<f64>,
     opaque: u32,
-    c: Counts,
-    hist: Histogram,
-    stale: Vec<StaleRead>,
-    errors: Vec<String>,
+    pub(super) c: Counts,
+    pub(super) hist: Histogram,
+    pub(super) stale: Vec<StaleRead>,
+    pub(super) errors: Vec<String>,
     value: Vec<u8>,
     keybufs: Vec<Vec<u8>>,
 }
@@ -343,7 +363,7 @@ enum SetResult {
 }
 
 impl Worker {
-    fn sample_key(&mut self) -> u64 {
+    pub(super) fn sample_key(&mut self) -> u64 {
         let x = self.zipf.sample(&mut self.rng);
         // Zipf samples 1..=n as a float; rank 1 is key 0.
         (x as u64).saturating_sub(1).min(self.cfg.keys - 1)
@@ -464,7 +484,7 @@ impl Worker {
         SetResult::Failed
     }
 
-    fn next_opaque(&mut self) -> u32 {
+    pub(super) fn next_opaque(&mut self) -> u32 {
         self.opaque = self.opaque.wrapping_add(1);
         self.opaque
     }

@@ -119,6 +119,8 @@ pub struct LoadReport {
     pub protocol: Protocol,
     /// Threads.
     pub threads: usize,
+    /// GETs in flight per thread (1: closed loop).
+    pub pipeline: usize,
     /// Keys.
     pub keys: u64,
     /// Measured time in seconds.
@@ -152,8 +154,8 @@ impl LoadReport {
         let c = &self.counts;
         let l = &self.latency;
         let mut s = format!(
-            "memcached load: {} ({:?}), {} thread(s), {} keys, {:.2} s\n",
-            self.server, self.protocol, self.threads, self.keys, self.elapsed_s
+            "memcached load: {} ({:?}), {} thread(s) x {} in flight, {} keys, {:.2} s\n",
+            self.server, self.protocol, self.threads, self.pipeline, self.keys, self.elapsed_s
         );
         let rows: [(&str, String); 21] = [
             (
