@@ -78,10 +78,6 @@ pub(super) mod code {
     pub const SET_STACK_DW: u8 = 0x08;
 }
 
-/// Instructions a superinstruction may stand for: a run with fewer instructions of budget left
-/// than this switches to the plain ops, so the budget stays exact.
-pub(super) const MAX_FUSED: u64 = 3;
-
 pub(super) use code::FAULT;
 
 /// One pre-decoded instruction (16 bytes).
@@ -109,8 +105,6 @@ pub struct Decoded {
     /// One op per instruction slot, plus the final [`FAULT`] sentinel; superinstructions
     /// fused in.
     pub(super) ops: Box<[Op]>,
-    /// The same without superinstructions (runs near the end of their budget use these).
-    pub(super) plain: Box<[Op]>,
     /// Helpers the program calls, indexed by a call's `imm`.
     pub(super) helpers: Box<[&'static Helper]>,
     /// Errors raised by [`FAULT`] ops, indexed by their `imm`.
@@ -179,10 +173,8 @@ impl Decoded {
             what: "execution left the program".into(),
         });
         d.ops.push(end);
-        let plain = d.ops.clone().into_boxed_slice();
         fuse(&mut d.ops);
         Decoded {
-            plain,
             ops: d.ops.into_boxed_slice(),
             helpers: d.helpers.into_boxed_slice(),
             faults: d.faults.into_boxed_slice(),

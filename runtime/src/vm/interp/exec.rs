@@ -1,7 +1,6 @@
 //! The dispatch loop: one `match` on the (pre-decoded) opcode byte per instruction.
 
 use super::decode::code::*;
-use super::decode::MAX_FUSED;
 use super::inline::{self, KnownHandle};
 use super::mem::{self, Windows, ORDER};
 use super::Machine;
@@ -208,7 +207,7 @@ unsafe fn dispatch(
     // SAFETY: `m` is live (contract); `prog` is a shared borrow that outlives the run.
     let (prog, stack_top, budget) = unsafe { ((*m).prog, (*m).stack_top, (*m).budget) };
     let decoded = &*prog.decoded;
-    let mut ops = &*decoded.ops;
+    let ops = &*decoded.ops;
     // Every later pc is a decoded jump target, a return address or the op after a
     // non-terminal one, all within `ops` (whose last op is the fault sentinel); only the
     // entry comes from outside.
@@ -232,22 +231,18 @@ unsafe fn dispatch(
     };
     let mut known = KnownHandle::default();
     let mut pc = entry;
+    // First slot of the straight-line run being executed. The budget is charged at every
+    // jump, call and exit, for the slots since this one (all run exactly once in between):
+    // no per-instruction counting, and a run stops at the first control transfer past its
+    // budget (at most one straight-line run late).
+    let mut block = entry;
 
     loop {
-        if *remaining < MAX_FUSED {
-            if *remaining == 0 {
-                return Err(VmError::BudgetExhausted { insns: budget });
-            }
-            // Too little budget left for a superinstruction: count one by one.
-            ops = &*decoded.plain;
-        }
         // SAFETY: `pc` is in bounds: the entry was checked above, and every op leaves `pc` at a
         // decoded jump target, a return address (a call's slot + 1) or its own slot + 1 or + 2
         // (ld_imm64 and superinstructions, never past the end: ld_imm64 has its second slot,
         // sequences their slots), all at most `ops.len() - 1`, the sentinel, which returns.
-        // `plain` and `ops` have the same length.
         let op = unsafe { *ops.get_unchecked(pc) };
-        *remaining -= 1;
         let cur = pc;
         pc += 1;
         let dst = usize::from(op.dst & 0x0f);
@@ -255,6 +250,24 @@ unsafe fn dispatch(
         let k64 = op.imm;
         let k32 = op.imm as u32;
         let signed = op.off == 1;
+        // Charges the run from `block` to slot `last`.
+        macro_rules! charge {
+            ($last:expr) => {{
+                let used = ($last + 1 - block) as u64;
+                if *remaining < used {
+                    return Err(VmError::BudgetExhausted { insns: budget });
+                }
+                *remaining -= used;
+            }};
+        }
+        // Charges the run up to `last` and starts a new one at `next`.
+        macro_rules! transfer {
+            ($last:expr, $next:expr) => {{
+                charge!($last);
+                pc = $next;
+                block = pc;
+            }};
+        }
         // Effective address of a memory access based on `base`.
         let ea = |base: u64| base.wrapping_add(op.off as i64 as u64);
 
@@ -274,9 +287,7 @@ unsafe fn dispatch(
         }
         macro_rules! jump {
             ($cond:expr) => {
-                if $cond {
-                    pc = op.off as usize;
-                }
+                transfer!(cur, if $cond { op.off as usize } else { pc })
             };
         }
         macro_rules! load {
@@ -443,7 +454,7 @@ unsafe fn dispatch(
             }
 
             // ---- JMP (`off` is the absolute target; JA32 was decoded to JA) ----
-            JA => pc = op.off as usize,
+            JA => transfer!(cur, op.off as usize),
             JEQ_K => jump!(a64!() == k64),
             JEQ_X => jump!(a64!() == x64!()),
             JGT_K => jump!(a64!() > k64),
@@ -503,6 +514,8 @@ unsafe fn dispatch(
             }
             CALL | CALL_LOOKUP => {
                 let helper = decoded.helpers[op.imm as usize];
+                // Charged before the call: a callback run by the helper spends the rest.
+                transfer!(cur, pc);
                 // SAFETY: `m` is live (contract). Publish where a callback's frame goes and
                 // the budget left, since the helper may re-enter through `env.callback`.
                 unsafe {
@@ -543,6 +556,7 @@ unsafe fn dispatch(
                         reg[6..10].copy_from_slice(&f.saved);
                         reg[10] = f.fp;
                         pc = f.ret;
+                        block = pc;
                     }
                 }
             }
@@ -560,17 +574,18 @@ unsafe fn dispatch(
                 };
                 nframes += 1;
                 reg[10] = frame_top(stack_top, depth + nframes);
-                pc = op.off as usize;
+                transfer!(cur, op.off as usize);
             }
             EXIT => {
                 if nframes == 0 {
+                    charge!(cur);
                     return Ok(reg[0]);
                 }
                 nframes -= 1;
                 let f = frames[nframes];
                 reg[6..10].copy_from_slice(&f.saved);
                 reg[10] = f.fp;
-                pc = f.ret;
+                transfer!(cur, f.ret);
             }
 
             // ---- loads and stores ----
@@ -652,18 +667,16 @@ unsafe fn dispatch(
                     }
                 }
             }
-            // ---- superinstructions (`remaining >= MAX_FUSED` before this op: see above) ----
+            // ---- superinstructions (their slots are charged by distance, as any run) ----
             ADDR => {
                 reg[dst] = x64!().wrapping_add(k64);
-                *remaining -= 1;
                 pc += 1;
             }
             BOUNDS => {
                 let end = reg[usize::from(op.aux & 0x0f)];
                 let v = x64!().wrapping_add(k64);
                 reg[dst] = v;
-                *remaining -= 2;
-                pc = if v > end { op.off as usize } else { pc + 2 };
+                transfer!(cur + 2, if v > end { op.off as usize } else { cur + 3 });
             }
             SET_STACK_W | SET_STACK_DW => {
                 reg[dst] = if op.aux == 1 { u64::from(k32) } else { k64 };
@@ -672,11 +685,12 @@ unsafe fn dispatch(
                 } else {
                     store_stack!(u64, reg[dst]);
                 }
-                *remaining -= 1;
                 pc += 1;
             }
             FAULT => return Err(decoded.faults[op.imm as usize].clone()),
-            other => return Err(unknown_opcode(cur, other)),
+            // 0x00 and 0xff are named so that the cases span the whole byte: the jump table
+            // then needs no range check before the dispatch.
+            other @ (0x00 | 0xff | _) => return Err(unknown_opcode(cur, other)),
         }
     }
 }

@@ -280,10 +280,10 @@ fn superinstructions_match_their_slots() {
     assert_eq!(run_with(text, 0, 100), Ok(2 * 0xffff_ffff));
 }
 
-/// Superinstructions count every instruction they stand for, and a run near the end of its
-/// budget stops exactly where the plain instructions would.
+/// Superinstructions count every instruction they stand for: the budget is charged at each
+/// jump, call and exit for every slot run since the last one.
 #[test]
-fn budget_is_exact_across_superinstructions() {
+fn budget_counts_every_slot_of_superinstructions() {
     let text = "mov64 r2, r1\nadd64 r2, 1\nmov64 r0, r2\nexit";
     assert_eq!(run_with(text, 5, 4), Ok(6));
     assert_eq!(
