@@ -7,18 +7,24 @@
 # run; the modes alternate (rotated order) for --rounds rounds. Prints a Markdown table.
 #
 #   scripts/bench-cache.sh [--rounds N (3)] [--duration SECS (4)] [--warmup SECS (1)]
-#                          [--threads N (4)] [--pipeline D (1)] [--keys N (10000)] [--zipf S (0.99)]
+#                          [--threads N (2)] [--pipeline D (32)] [--keys N (10000)] [--zipf S (0.99)]
 #                          [--value-size B (64)] [--client-cores LIST (0)] [--server-core N (1)]
 #                          [--memcached-cores LIST (the server core)]
 #                          [--modes "vanilla kernel userspace"] [--dp-args "ARGS"] [--no-build]
 #                          [--name PREFIX (uxbench)] [--profile release|debug (release)]
-#                          [--napi MODE:DEFER:FLUSH_NS ...]
+#                          [--napi MODE:DEFER:FLUSH_NS ...] [--rx-on-client]
 #
 # Layout: scripts/testbed.sh with 1 queue, memcached (-t 1) pinned to --server-core, an
 # XDP_PASS program on the client's veth end in every mode (kernel XDP_TX needs it; the other
 # modes pay the same). The client (mcload, pinned to --client-cores) first SETs every key
 # once (nothing attached); each measurement is GET-only, after --warmup seconds of the same
 # load that warm the cache. run-datapath runs its worker on --server-core.
+# Receive processing of veth-srv runs on the server core in every mode, as a NIC queue's
+# interrupt would: its NAPI is threaded and the thread pinned to --server-core (kernel XDP,
+# the AF_XDP copy into the UMEM), and RPS sends the rest (vanilla: veth without XDP or GRO
+# has no NAPI) to the same core. Without it (--rx-on-client) veth runs the server's receive
+# path in the softirq of the sending CPU, i.e. the client's core: the kernel cache's work then
+# competes with the client and memcached's network stack runs beside it.
 # veth-srv's NAPI settings can be set per mode (--napi, repeatable; shown in the table). The
 # default is 0/0 (kernel defaults) for every mode, not the testbed's napi_defer_hard_irqs=2 /
 # gro_flush_timeout=200000: with an XDP program attached veth runs its NAPI, and the deferral
@@ -36,8 +42,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ROUNDS=3
 DURATION=4
 WARMUP=1
-THREADS=4
-PIPELINE=1
+THREADS=2
+PIPELINE=32
 KEYS=10000
 ZIPF=0.99
 VSIZE=64
@@ -49,6 +55,7 @@ DP_ARGS=""
 BUILD=1
 NAME=uxbench
 PROFILE=release
+RX_ON_SERVER=1
 declare -A NAPI=([vanilla]="0 0" [kernel]="0 0" [userspace]="0 0")
 TAP=uxtap0
 CMDLINE="scripts/bench-cache.sh $*"
@@ -62,6 +69,7 @@ while [ $# -gt 0 ]; do
     --warmup) WARMUP=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
     --pipeline) PIPELINE=$2; shift 2 ;;
+    --rx-on-client) RX_ON_SERVER=0; shift ;;
     --keys) KEYS=$2; shift 2 ;;
     --zipf) ZIPF=$2; shift 2 ;;
     --value-size) VSIZE=$2; shift 2 ;;
@@ -132,6 +140,22 @@ taskset -apc "$MC_CORES" "$MEMCACHED_PID" >/dev/null
 
 in_srv() { timeout 20 ip netns exec "$SRV_NS" "$@"; }
 xdp_on() { ip -n "$SRV_NS" link show dev "$SRV_IF" | grep -q 'prog/xdp'; }
+
+if [ "$RX_ON_SERVER" = 1 ]; then
+    in_srv sh -c "printf '%x' $((1 << SERVER_CORE)) > /sys/class/net/$SRV_IF/queues/rx-0/rps_cpus" ||
+        die "cannot move $SRV_IF's receive processing to core $SERVER_CORE"
+fi
+
+# Makes veth-srv's NAPI threaded and pins the thread to the server core. veth has a NAPI only
+# while XDP is attached (GRO is off), and refuses `threaded` without one: nothing to do then.
+pin_napi() {
+    [ "$RX_ON_SERVER" = 1 ] || return 0
+    in_srv sh -c "echo 1 > /sys/class/net/$SRV_IF/threaded" 2>/dev/null || return 0
+    local pid
+    for pid in $(ps -eo pid=,comm= | awk -v d="napi/$SRV_IF" 'index($2, d) == 1 { print $1 }'); do
+        taskset -pc "$SERVER_CORE" "$pid" >/dev/null
+    done
+}
 
 # memcached's get_hits + get_misses, over TCP inside the server namespace.
 mc_gets() {
@@ -210,6 +234,7 @@ for ((r = 0; r < ROUNDS; r++)); do
     for ((i = 0; i < n; i++)); do
         mode=${modes[$(((i + r) % n))]}
         start_mode "$mode"
+        pin_napi
         mcload "$WARMUP" --duration "$WARMUP" --get-ratio 1 --pipeline "$PIPELINE" >/dev/null || true
         before=$(mc_gets)
         rc=0
@@ -236,7 +261,8 @@ done
 if [ "$PIPELINE" -gt 1 ]; then LOOP="$PIPELINE GETs in flight per thread (sendmmsg/recvmmsg)"; else LOOP="closed loop"; fi
 DESC="Client: mcload, $THREADS threads on cores $CLIENT_CORES, $LOOP, GET only, $KEYS keys \
 Zipf $ZIPF, $VSIZE-byte values, ${DURATION} s per run after ${WARMUP} s of warm-up; memcached \
-(-t 1) on core(s) $MC_CORES, the run-datapath worker on core $SERVER_CORE; kernel $(uname -r), $(nproc) cores; \
+(-t 1) on core(s) $MC_CORES, the run-datapath worker on core $SERVER_CORE, $SRV_IF's receive processing on core \
+$([ "$RX_ON_SERVER" = 1 ] && echo "$SERVER_CORE (threaded NAPI + RPS)" || echo "of the sender (veth default)"); kernel $(uname -r), $(nproc) cores; \
 modes alternating over $ROUNDS round(s)."
 python3 - "$WORK/results" "$CMDLINE" "$MODES" "$DESC" <<'EOF'
 import json, statistics, sys
