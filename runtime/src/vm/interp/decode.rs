@@ -76,6 +76,36 @@ pub(super) mod code {
     pub const SET_STACK_W: u8 = 0xf8;
     /// As [`SET_STACK_W`] with an 8-byte store.
     pub const SET_STACK_DW: u8 = 0x08;
+    /// `aux = imm (ld_imm64); dst = *(size *)(imm + off)`: global data and map values named by
+    /// address. Sizes in `BPF_SIZE` order as for the stack codes; the codes of cBPF's ABS
+    /// mode, which decoding never lets through.
+    pub const LDX_ABS: u8 = 0x20;
+    /// `aux = imm (ld_imm64); *(size *)(imm + off) = src`; the codes of cBPF's IND mode.
+    pub const STX_ABS: u8 = 0x40;
+    /// See [`LDX_ABS`].
+    pub const LDX_ABS_W: u8 = LDX_ABS | BPF_W;
+    /// See [`LDX_ABS`].
+    pub const LDX_ABS_H: u8 = LDX_ABS | BPF_H;
+    /// See [`LDX_ABS`].
+    pub const LDX_ABS_B: u8 = LDX_ABS | BPF_B;
+    /// See [`LDX_ABS`].
+    pub const LDX_ABS_DW: u8 = LDX_ABS | BPF_DW;
+    /// See [`STX_ABS`].
+    pub const STX_ABS_W: u8 = STX_ABS | BPF_W;
+    /// See [`STX_ABS`].
+    pub const STX_ABS_H: u8 = STX_ABS | BPF_H;
+    /// See [`STX_ABS`].
+    pub const STX_ABS_B: u8 = STX_ABS | BPF_B;
+    /// See [`STX_ABS`].
+    pub const STX_ABS_DW: u8 = STX_ABS | BPF_DW;
+    /// `*(u64 *)(src + off) += imm` through `dst` (`ldxdw; add64 k; stxdw`); `aux` bit 0: the
+    /// access is 32-bit (`ldxw`/`stxw`), bit 1: the add is 32-bit. An ALU64 code no real
+    /// instruction has (decoding faults those).
+    pub const INC_MEM: u8 = 0xe7;
+    /// `dst = imm (ld_imm64 of a map); r0 = map_lookup_elem(r1, r2)` run inline, then
+    /// `aux` 1: `if r0 == 0 goto off`, 2: `if r0 != 0 goto off`, 0: no branch. When the map
+    /// is not an array it sets `dst` and continues at the call's own op.
+    pub const LOOKUP_BRANCH: u8 = 0xef;
 }
 
 pub(super) use code::FAULT;
@@ -269,6 +299,8 @@ impl Decoder {
         let unsupported = |what: String| VmError::Unsupported { insn: pc, what };
         match class {
             BPF_ALU | BPF_ALU64 => match insn.op & 0xf0 {
+                // No such operations; their codes carry superinstructions.
+                0xe0 | 0xf0 => return self.fault(unsupported(format!("opcode {:#04x}", insn.op))),
                 BPF_END if !matches!(insn.imm, 16 | 32 | 64) => {
                     return self.fault(unsupported("byte swap width".into()))
                 }
@@ -387,9 +419,86 @@ fn fuse(ops: &mut [Op]) {
     const MOV32_K: u8 = BPF_ALU | BPF_MOV | BPF_K;
     const ADD64_K: u8 = BPF_ALU64 | BPF_ADD | BPF_K;
     const JGT_X: u8 = BPF_JMP | BPF_JGT | BPF_X;
+    const ADD32_K: u8 = BPF_ALU | BPF_ADD | BPF_K;
+    const JEQ_K: u8 = BPF_JMP | BPF_JEQ | BPF_K;
+    const JNE_K: u8 = BPF_JMP | BPF_JNE | BPF_K;
+    const LD_IMM64: u8 = BPF_LD | BPF_IMM | BPF_DW;
+    let size = |code: u8| code & 0x18;
+    let class_mode = |code: u8| code & !0x18;
     for i in 0..ops.len().saturating_sub(1) {
         let (a, b) = (ops[i], ops[i + 1]);
         let c = ops.get(i + 2).copied();
+        let d = ops.get(i + 3).copied();
+        if a.code == LD_IMM64 {
+            // The op after an ld_imm64's two slots.
+            let Some(m) = c else { continue };
+            if class_mode(m.code) == BPF_LDX | BPF_MEM && m.src == a.dst {
+                ops[i] = Op {
+                    code: code::LDX_ABS | size(m.code),
+                    dst: m.dst,
+                    src: a.dst,
+                    off: m.off,
+                    imm: a.imm,
+                    aux: a.dst,
+                };
+            } else if class_mode(m.code) == BPF_STX | BPF_MEM && m.dst == a.dst {
+                ops[i] = Op {
+                    code: code::STX_ABS | size(m.code),
+                    dst: a.dst,
+                    src: m.src,
+                    off: m.off,
+                    imm: a.imm,
+                    aux: a.dst,
+                };
+            } else if m.code == code::CALL_LOOKUP {
+                let branch = d.filter(|j| j.dst == 0 && j.imm == 0);
+                let (aux, off) = match branch {
+                    Some(j) if j.code == JEQ_K => (1, j.off),
+                    Some(j) if j.code == JNE_K => (2, j.off),
+                    _ => (0, 0),
+                };
+                ops[i] = Op {
+                    code: code::LOOKUP_BRANCH,
+                    dst: a.dst,
+                    src: 0,
+                    off,
+                    imm: a.imm,
+                    aux,
+                };
+            }
+            continue;
+        }
+        if let Some(c) = c {
+            // ldx t = [p + off]; add t, k; stx [p + off] = t (t != p): a counter update.
+            let narrow = match (a.code, c.code) {
+                (x, y) if x == BPF_LDX | BPF_MEM | BPF_DW && y == BPF_STX | BPF_MEM | BPF_DW => {
+                    Some(0)
+                }
+                (x, y) if x == BPF_LDX | BPF_MEM | BPF_W && y == BPF_STX | BPF_MEM | BPF_W => {
+                    Some(1)
+                }
+                _ => None,
+            };
+            if let Some(narrow) = narrow {
+                if (b.code == ADD64_K || b.code == ADD32_K)
+                    && b.dst == a.dst
+                    && c.src == a.dst
+                    && c.dst == a.src
+                    && c.off == a.off
+                    && a.dst != a.src
+                {
+                    ops[i] = Op {
+                        code: code::INC_MEM,
+                        dst: a.dst,
+                        src: a.src,
+                        off: a.off,
+                        imm: b.imm,
+                        aux: narrow | if b.code == ADD32_K { 2 } else { 0 },
+                    };
+                    continue;
+                }
+            }
+        }
         if a.code == MOV64_X && b.code == ADD64_K && b.dst == a.dst {
             let bounds = c.filter(|c| c.code == JGT_X && c.dst == a.dst);
             ops[i] = Op {

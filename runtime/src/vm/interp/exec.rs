@@ -290,19 +290,30 @@ unsafe fn dispatch(
                 transfer!(cur, if $cond { op.off as usize } else { pc })
             };
         }
-        macro_rules! load {
-            ($t:ty, $addr:expr) => {{
+        // A checked load; a fault names slot `at` (a superinstruction's memory slot).
+        macro_rules! load_at {
+            ($t:ty, $addr:expr, $at:expr) => {{
                 // SAFETY: `env` is live and not borrowed elsewhere (contract of `dispatch`);
                 // `windows` holds regions of this run taken since the last helper call;
                 // `mem::load` checks the address before reading.
-                unsafe { mem::load::<$t>(&mut windows, env, cur, $addr) }?
+                unsafe { mem::load::<$t>(&mut windows, env, $at, $addr) }?
             }};
         }
-        macro_rules! store {
-            ($t:ty, $addr:expr, $v:expr) => {{
-                // SAFETY: as in `load!`; `mem::store` checks the address before writing.
-                unsafe { mem::store::<$t>(&mut windows, env, cur, $addr, $v) }?
+        macro_rules! store_at {
+            ($t:ty, $addr:expr, $v:expr, $at:expr) => {{
+                // SAFETY: as in `load_at!`; `mem::store` checks the address before writing.
+                unsafe { mem::store::<$t>(&mut windows, env, $at, $addr, $v) }?
             }};
+        }
+        macro_rules! load {
+            ($t:ty, $addr:expr) => {
+                load_at!($t, $addr, cur)
+            };
+        }
+        macro_rules! store {
+            ($t:ty, $addr:expr, $v:expr) => {
+                store_at!($t, $addr, $v, cur)
+            };
         }
         macro_rules! load_stack {
             ($t:ty) => {{
@@ -687,10 +698,65 @@ unsafe fn dispatch(
                 }
                 pc += 1;
             }
+            // An ld_imm64 and the access through it (three slots).
+            LDX_ABS_W | LDX_ABS_H | LDX_ABS_B | LDX_ABS_DW | STX_ABS_W | STX_ABS_H | STX_ABS_B
+            | STX_ABS_DW => {
+                reg[usize::from(op.aux & 0x0f)] = k64;
+                let addr = ea(k64);
+                // `src` of a fused load is the address register, `dst` its destination; of a
+                // fused store `dst` is the address register, `src` the value.
+                let at = cur + 2;
+                match op.code {
+                    LDX_ABS_B => reg[dst] = u64::from(load_at!(u8, addr, at)),
+                    LDX_ABS_H => reg[dst] = u64::from(load_at!(u16, addr, at)),
+                    LDX_ABS_W => reg[dst] = u64::from(load_at!(u32, addr, at)),
+                    LDX_ABS_DW => reg[dst] = load_at!(u64, addr, at),
+                    STX_ABS_B => store_at!(u8, addr, x64!() as u8, at),
+                    STX_ABS_H => store_at!(u16, addr, x64!() as u16, at),
+                    STX_ABS_W => store_at!(u32, addr, x32!(), at),
+                    _ => store_at!(u64, addr, x64!(), at),
+                }
+                pc += 2;
+            }
+            INC_MEM => {
+                let addr = ea(x64!());
+                let v = if op.aux & 1 == 0 {
+                    let v = load!(u64, addr).wrapping_add(k64);
+                    store_at!(u64, addr, v, cur + 2);
+                    v
+                } else {
+                    let old = u64::from(load!(u32, addr));
+                    let v = if op.aux & 2 == 0 {
+                        old.wrapping_add(k64)
+                    } else {
+                        u64::from((old as u32).wrapping_add(k32))
+                    };
+                    store_at!(u32, addr, v as u32, cur + 2);
+                    v
+                };
+                reg[dst] = v;
+                pc += 2;
+            }
+            LOOKUP_BRANCH => {
+                reg[dst] = k64;
+                // SAFETY: as for CALL_LOOKUP.
+                match unsafe {
+                    inline::array_lookup(env, &mut windows, &mut known, reg[1], reg[2])
+                } {
+                    Some(r0) => {
+                        reg[0] = r0;
+                        match op.aux {
+                            1 => transfer!(cur + 3, if r0 == 0 { op.off as usize } else { cur + 4 }),
+                            2 => transfer!(cur + 3, if r0 != 0 { op.off as usize } else { cur + 4 }),
+                            _ => pc = cur + 3,
+                        }
+                    }
+                    // Not an array: the call's own op runs the helper.
+                    None => pc = cur + 2,
+                }
+            }
             FAULT => return Err(decoded.faults[op.imm as usize].clone()),
-            // 0x00 and 0xff are named so that the cases span the whole byte: the jump table
-            // then needs no range check before the dispatch.
-            other @ (0x00 | 0xff | _) => return Err(unknown_opcode(cur, other)),
+            other => return Err(unknown_opcode(cur, other)),
         }
     }
 }

@@ -312,3 +312,81 @@ fn written_frame_pointer_disables_unchecked_stack_access() {
         })
     );
 }
+
+/// Runs `text` with r1 = the address of `buf`, registered as a writable region.
+fn run_on(text: &str, buf: &mut [u8]) -> Result<u64, VmError> {
+    run_on_region(text, buf, true)
+}
+
+/// Runs `text` with r1 = the address of `buf`, registered as a region.
+fn run_on_region(text: &str, buf: &mut [u8], writable: bool) -> Result<u64, VmError> {
+    let prog = prepare(text);
+    let mut env = RunEnv::default();
+    env.begin_run();
+    env.memory.add(crate::vm::memory::Region {
+        start: buf.as_mut_ptr() as u64,
+        len: buf.len() as u64,
+        writable,
+        kind: crate::vm::memory::RegionKind::MapValue,
+    });
+    Interpreter::default().run(&prog, &mut env, buf.as_mut_ptr() as u64, 0)
+}
+
+/// Accesses through a just-loaded address, and read-modify-write counters, fused or entered
+/// in the middle, do what their slots do; faults name the slot that faults.
+#[test]
+fn fused_memory_sequences_match_their_slots() {
+    let mut buf = [0u8; 32];
+    buf[8..16].copy_from_slice(&40u64.to_le_bytes());
+    let addr = buf.as_ptr() as u64;
+    let text = format!(
+        "
+        mov64 r6, r1
+        lddw r2, {addr:#x}
+        ldxdw r0, [r2+8]
+        lddw r3, {addr:#x}
+        stxdw [r3+16], r0
+        ldxdw r4, [r6+8]
+        add64 r4, 2
+        stxdw [r6+8], r4
+        ldxw r5, [r6+8]
+        add32 r5, -1
+        stxw [r6+8], r5
+        add64 r0, r4
+        add64 r0, r5
+        exit"
+    );
+    // r0 = 40; copy at 16; counter 40 -> 42 (r4), then 32-bit 42 -> 41 (r5); 40 + 42 + 41.
+    assert_eq!(run_on(&text, &mut buf), Ok(123));
+    assert_eq!(u64::from_le_bytes(buf[8..16].try_into().unwrap()), 41);
+    assert_eq!(u64::from_le_bytes(buf[16..24].try_into().unwrap()), 40);
+    // Jumping past the ld_imm64 onto the load uses the register as it is.
+    let text = format!(
+        "
+        mov64 r2, r1
+        ja mid
+        lddw r2, {:#x}
+    mid:
+        ldxdw r0, [r2+8]
+        exit",
+        addr + 8
+    );
+    assert_eq!(run_on(&text, &mut buf), Ok(41));
+    // A fused load out of bounds faults at the load's slot, not the ld_imm64's.
+    let text = format!("lddw r2, {:#x}\nldxdw r0, [r2+8]\nexit", addr + 32);
+    assert!(matches!(
+        run_on(&text, &mut buf),
+        Err(VmError::OutOfBounds { insn: 2, .. })
+    ));
+    // A counter outside the region faults at its load; in a read-only one, at its store.
+    let text = "ldxdw r3, [r1+32]\nadd64 r3, 1\nstxdw [r1+32], r3\nexit";
+    assert!(matches!(
+        run_on(text, &mut buf),
+        Err(VmError::OutOfBounds { insn: 0, .. })
+    ));
+    let text = "ldxdw r3, [r1+8]\nadd64 r3, 1\nstxdw [r1+8], r3\nexit";
+    assert!(matches!(
+        run_on_region(text, &mut buf, false),
+        Err(VmError::OutOfBounds { insn: 2, .. })
+    ));
+}
