@@ -15,6 +15,7 @@
 //! | `us-drop-2q` | `launch::run` with `xdp_drop`              | 0,1 | generators 0,1; workers q0→0, q1→1 |
 //! | `kern-drop`  | `xdp_drop.o` attached natively to veth-srv | 0   | generator 0, threaded NAPI pinned to 1 |
 //! | `us-tx`      | `launch::run` with `xdp_tx`                | 0   | generator 0, worker 1 |
+//! | `raw-tx`     | raw AF_XDP loop sending every frame back, no VM | 0 | generator 0, loop 1 |
 //! | `kern-tx`    | `xdp_tx.o` attached natively               | 0   | generator 0, threaded NAPI pinned to 1 |
 //! | `us-lb`      | `launch::run` with `lb.o`, one VIP hit     | 0   | generator 0, worker 1 |
 //! | `kern-lb`    | `lb.o` attached natively, same VIP         | 0   | generator 0, threaded NAPI pinned to 1 |
@@ -86,6 +87,7 @@ enum Leg {
     UsDrop2q,
     KernDrop,
     UsTx,
+    RawTx,
     KernTx,
     UsLb,
     KernLb,
@@ -97,6 +99,7 @@ const ALL_LEGS: &[Leg] = &[
     Leg::UsDrop2q,
     Leg::KernDrop,
     Leg::UsTx,
+    Leg::RawTx,
     Leg::KernTx,
     Leg::UsLb,
     Leg::KernLb,
@@ -110,6 +113,7 @@ impl Leg {
             Leg::UsDrop2q => "us-drop-2q",
             Leg::KernDrop => "kern-drop",
             Leg::UsTx => "us-tx",
+            Leg::RawTx => "raw-tx",
             Leg::KernTx => "kern-tx",
             Leg::UsLb => "us-lb",
             Leg::KernLb => "kern-lb",
@@ -146,7 +150,7 @@ impl Leg {
 
     fn program(self) -> &'static str {
         match self {
-            Leg::UsTx | Leg::KernTx => "xdp_tx",
+            Leg::UsTx | Leg::RawTx | Leg::KernTx => "xdp_tx",
             Leg::UsLb | Leg::KernLb => "lb",
             _ => "xdp_drop",
         }
@@ -163,6 +167,7 @@ impl Leg {
             Leg::UsDrop2q => "userspace xdp_drop, 2 queues: gen CPU0+CPU1, workers CPU0+CPU1",
             Leg::KernDrop => "kernel xdp_drop native: gen CPU0, threaded NAPI CPU1",
             Leg::UsTx => "userspace xdp_tx, 1 queue: gen CPU0, worker CPU1",
+            Leg::RawTx => "raw AF_XDP send-back loop, no VM, 1 queue: gen CPU0, loop CPU1",
             Leg::KernTx => "kernel xdp_tx native: gen CPU0, threaded NAPI CPU1",
             Leg::UsLb => "userspace lb.o (VIP hit, IPIP, XDP_TX), 1 queue: gen CPU0, worker CPU1",
             Leg::KernLb => "kernel lb.o native (VIP hit, IPIP, XDP_TX): gen CPU0, NAPI CPU1",
@@ -693,7 +698,9 @@ fn rx_datapath(leg: Leg, busy_poll: bool, limit: Duration, ifindex: u32) -> Resu
     })
 }
 
-fn rx_raw(busy_poll: bool, limit: Duration, ifindex: u32) -> Result<RxResult> {
+/// The AF_XDP floor without a VM: receive and release every frame, or (`send_back`) send
+/// every frame back out of the queue it came from, as XDP_TX does.
+fn rx_raw(send_back: bool, busy_poll: bool, limit: Duration, ifindex: u32) -> Result<RxResult> {
     let mut steering = Steering::load(SRV_IF, ifindex)?;
     let mut port = XskPort::open(SRV_IF, ifindex, 0, xsk_options(busy_poll))?;
     steering.register(0, port.fd())?;
@@ -701,35 +708,37 @@ fn rx_raw(busy_poll: bool, limit: Duration, ifindex: u32) -> Result<RxResult> {
     let _threaded = Threaded::set(false)?;
     let stop = Arc::new(AtomicBool::new(false));
     let loop_stop = stop.clone();
-    let handle =
-        std::thread::Builder::new()
-            .name("raw-q0".into())
-            .spawn(move || -> Result<u64> {
-                if !pin_current_thread(MEASURED_CPU) {
-                    bail!("cannot pin the raw loop to CPU {MEASURED_CPU}");
+    let handle = std::thread::Builder::new().name("raw-q0".into()).spawn(
+        move || -> Result<(u64, u64)> {
+            if !pin_current_thread(MEASURED_CPU) {
+                bail!("cannot pin the raw loop to CPU {MEASURED_CPU}");
+            }
+            let mut descs = Vec::with_capacity(BATCH);
+            let (mut n, mut sent) = (0u64, 0u64);
+            while !loop_stop.load(Ordering::Relaxed) {
+                port.service()?;
+                descs.clear();
+                port.receive(&mut descs, BATCH)?;
+                let out = if send_back { port.transmit(&descs)? } else { 0 };
+                for d in &descs[out..] {
+                    port.release(d.addr);
                 }
-                let mut descs = Vec::with_capacity(BATCH);
-                let mut n = 0u64;
-                while !loop_stop.load(Ordering::Relaxed) {
-                    port.service()?;
-                    descs.clear();
-                    port.receive(&mut descs, BATCH)?;
-                    for d in &descs {
-                        port.release(d.addr);
-                    }
-                    n += descs.len() as u64;
-                }
-                Ok(n)
-            })?;
+                n += descs.len() as u64;
+                sent += out as u64;
+            }
+            Ok((n, sent))
+        },
+    )?;
     std::thread::sleep(Duration::from_millis(50));
     let cpu0 = self_cpu();
     let seconds = ready_then_wait(limit)?;
     let cpu = self_cpu() - cpu0;
     stop.store(true, Ordering::Relaxed);
-    let rx = handle.join().map_err(|_| anyhow!("raw loop panicked"))??;
+    let (rx, tx) = handle.join().map_err(|_| anyhow!("raw loop panicked"))??;
     steering.detach()?;
     Ok(RxResult {
         rx,
+        tx,
         cpu_s: cpu,
         seconds,
         ..RxResult::default()
@@ -803,7 +812,8 @@ fn rx_main(leg: Leg, busy_poll: bool, limit: Duration, nice: i32) -> Result<()> 
     renice(0, nice)?;
     let ifindex = userxdp_datapath::netdev::ifindex(SRV_IF).context(SRV_IF)?;
     let result = match leg {
-        Leg::RawDrop => rx_raw(busy_poll, limit, ifindex)?,
+        Leg::RawDrop => rx_raw(false, busy_poll, limit, ifindex)?,
+        Leg::RawTx => rx_raw(true, busy_poll, limit, ifindex)?,
         l if l.kernel() => rx_kernel(l, limit, ifindex, nice)?,
         l => rx_datapath(l, busy_poll, limit, ifindex)?,
     };
@@ -1163,7 +1173,10 @@ fn print_tables(opts: &Opts, samples: &[Sample], load: (&str, &str)) {
             leg.what(),
             col(&|x| x.mpps),
             col(&|x| x.offered_mpps),
-            if matches!(leg, Leg::UsTx | Leg::KernTx | Leg::UsLb | Leg::KernLb) {
+            if matches!(
+                leg,
+                Leg::UsTx | Leg::RawTx | Leg::KernTx | Leg::UsLb | Leg::KernLb
+            ) {
                 col(&|x| x.tx_mpps)
             } else {
                 "-".into()
@@ -1210,6 +1223,18 @@ fn print_tables(opts: &Opts, samples: &[Sample], load: (&str, &str)) {
             Leg::UsTx,
             Leg::KernTx,
             "userspace / kernel, xdp_tx",
+            "report",
+        ),
+        (
+            Leg::UsTx,
+            Leg::RawTx,
+            "userspace xdp_tx / raw AF_XDP send-back loop",
+            "report",
+        ),
+        (
+            Leg::RawTx,
+            Leg::KernTx,
+            "raw AF_XDP send-back loop (no VM) / kernel xdp_tx: the bound of any AF_XDP XDP_TX",
             "report",
         ),
         (
@@ -1300,7 +1325,7 @@ fn bench_main(opts: Opts) -> Result<()> {
 
 const USAGE: &str = "usage: dpbench [--seconds S] [--rounds N] [--name PREFIX] [--legs a,b,...] \
                      [--no-busy-poll] [--nice N] [--json] [--testbed PATH]\n\
-                     legs: us-drop raw-drop us-drop-2q kern-drop us-tx kern-tx us-lb kern-lb";
+                     legs: us-drop raw-drop us-drop-2q kern-drop us-tx raw-tx kern-tx us-lb kern-lb";
 
 fn value<'a>(args: &'a [String], i: &mut usize, flag: &str) -> Result<&'a str> {
     *i += 1;

@@ -29,16 +29,37 @@ pub(super) fn note(errors: &mut Vec<String>, what: String) {
 
 /// Checks GET replies against what was asked and what was acknowledged.
 pub(super) struct Checker<'a> {
-    pub(super) c: &'a mut Counts,
-    pub(super) stale: &'a mut Vec<StaleRead>,
-    pub(super) errors: &'a mut Vec<String>,
-    pub(super) space: &'a Keyspace,
-    pub(super) value_size: usize,
-    pub(super) run_id: u32,
-    pub(super) check_stale: bool,
+    c: &'a mut Counts,
+    stale: &'a mut Vec<StaleRead>,
+    errors: &'a mut Vec<String>,
+    space: &'a Keyspace,
+    value_size: usize,
+    run_id: u32,
+    check_stale: bool,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    /// A checker writing into a load thread's counters and examples; stale reads are looked
+    /// for when `check_stale`.
+    pub(super) fn new(
+        c: &'a mut Counts,
+        stale: &'a mut Vec<StaleRead>,
+        errors: &'a mut Vec<String>,
+        space: &'a Keyspace,
+        cfg: &super::load::LoadConfig,
+        check_stale: bool,
+    ) -> Checker<'a> {
+        Checker {
+            c,
+            stale,
+            errors,
+            space,
+            value_size: cfg.value_size,
+            run_id: cfg.run_id,
+            check_stale,
+        }
+    }
+
     fn malformed(&mut self, what: String) {
         self.c.malformed += 1;
         note(self.errors, what);

@@ -544,15 +544,14 @@ impl Worker {
         };
         self.hist.record(t0.elapsed().as_nanos() as u64);
         self.c.replies += 1;
-        let mut ck = Checker {
-            c: &mut self.c,
-            stale: &mut self.stale,
-            errors: &mut self.errors,
-            space: &self.space,
-            value_size: self.cfg.value_size,
-            run_id: self.cfg.run_id,
-            check_stale: self.cfg.check_stale,
-        };
+        let mut ck = Checker::new(
+            &mut self.c,
+            &mut self.stale,
+            &mut self.errors,
+            &self.space,
+            &self.cfg,
+            self.cfg.check_stale,
+        );
         match protocol {
             Protocol::Ascii => ck.ascii_get(&reply, &mut asked, &kbs),
             Protocol::Binary => ck.binary_get(&reply, asked[0], &kbs[0], opaque),

@@ -304,15 +304,14 @@ impl Worker {
         s.busy = false;
         self.hist.record(s.sent.elapsed().as_nanos() as u64);
         self.c.replies += 1;
-        let mut ck = Checker {
-            c: &mut self.c,
-            stale: &mut self.stale,
-            errors: &mut self.errors,
-            space: &self.space,
-            value_size: self.cfg.value_size,
-            run_id: self.cfg.run_id,
-            check_stale: false,
-        };
+        let mut ck = Checker::new(
+            &mut self.c,
+            &mut self.stale,
+            &mut self.errors,
+            &self.space,
+            &self.cfg,
+            false,
+        );
         let asked = Asked {
             key: s.key,
             acked: 0,
