@@ -101,9 +101,11 @@ impl Interpreter {
             writable: true,
             kind: RegionKind::Stack,
         };
-        // A dispatcher that runs tail-call targets without `begin_run` in between must not
-        // grow the region list by one stack per tail call.
-        if !env.memory.regions().contains(&stack) {
+        // Registered for this run only: an interpreter made for one tail-call target frees
+        // its stack when dropped, and a pointer into it that outlived the run must then fault
+        // rather than reach freed memory. (A callback re-entering this run finds it present.)
+        let added = !env.memory.regions().contains(&stack);
+        if added {
             env.memory.add(stack);
         }
         let mut machine = Machine {
@@ -130,6 +132,9 @@ impl Interpreter {
         env.checked = saved_checked;
         env.callback = saved_callback;
         env.callback_data = saved_data;
+        if added {
+            env.memory.remove(&stack);
+        }
         result
     }
 }

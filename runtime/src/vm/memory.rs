@@ -106,6 +106,15 @@ impl MemoryMap {
         self.regions.push(region);
     }
 
+    /// Removes the most recently added per-run region equal to `region`, if any (memory that
+    /// stops being valid before the run's regions are reset).
+    pub fn remove(&mut self, region: &Region) {
+        let fixed = self.fixed;
+        if let Some(i) = self.regions[fixed..].iter().rposition(|r| r == region) {
+            self.regions.remove(fixed + i);
+        }
+    }
+
     /// Drops the per-run regions, keeping the fixed ones.
     pub fn reset_dynamic(&mut self) {
         self.regions.truncate(self.fixed);

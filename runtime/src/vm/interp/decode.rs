@@ -99,7 +99,7 @@ pub(super) mod code {
     /// See [`STX_ABS`].
     pub const STX_ABS_DW: u8 = STX_ABS | BPF_DW;
     /// `*(u64 *)(src + off) += imm` through `dst` (`ldxdw; add64 k; stxdw`); `aux` bit 0: the
-    /// access is 32-bit (`ldxw`/`stxw`), bit 1: the add is 32-bit. An ALU64 code no real
+    /// access is 32-bit (`ldxw`/`stxw`), bit 1: the add is 32-bit (only with bit 0). An ALU64 code no real
     /// instruction has (decoding faults those).
     pub const INC_MEM: u8 = 0xe7;
     /// `dst = imm (ld_imm64 of a map); r0 = map_lookup_elem(r1, r2)` run inline, then
@@ -157,7 +157,8 @@ fn writes_frame_pointer(insns: &[Insn]) -> bool {
     insns.iter().any(|i| {
         let dst_written = matches!(i.class(), BPF_ALU | BPF_ALU64 | BPF_LDX) || i.is_ld_imm64();
         let fetch = i.op & 0xe0 == BPF_ATOMIC && i.class() == BPF_STX && i.imm & BPF_FETCH != 0;
-        (dst_written && i.dst == FRAME_REG) || (fetch && i.src == FRAME_REG)
+        // Masked as the decoder masks them: the register the loop will really write.
+        (dst_written && i.dst & 0x0f == FRAME_REG) || (fetch && i.src & 0x0f == FRAME_REG)
     })
 }
 
@@ -320,6 +321,10 @@ impl Decoder {
                 _ => {}
             },
             BPF_JMP | BPF_JMP32 => match insn.op & 0xf0 {
+                // ja, call and exit have no register-source form.
+                BPF_JA | BPF_CALL | BPF_EXIT if insn.op & BPF_X != 0 => {
+                    return self.fault(unsupported(format!("opcode {:#04x}", insn.op)))
+                }
                 BPF_EXIT => {}
                 BPF_CALL if class == BPF_JMP => match insn.src {
                     CALL_HELPER => match resolve_helper(insn.imm) {
@@ -480,7 +485,8 @@ fn fuse(ops: &mut [Op]) {
                 _ => None,
             };
             if let Some(narrow) = narrow {
-                if (b.code == ADD64_K || b.code == ADD32_K)
+                // A 64-bit cell takes a 64-bit add only (a 32-bit add would truncate).
+                if (b.code == ADD64_K || (b.code == ADD32_K && narrow == 1))
                     && b.dst == a.dst
                     && c.src == a.dst
                     && c.dst == a.src

@@ -684,9 +684,10 @@ unsafe fn dispatch(
                 pc += 1;
             }
             BOUNDS => {
-                let end = reg[usize::from(op.aux & 0x0f)];
                 let v = x64!().wrapping_add(k64);
                 reg[dst] = v;
+                // Read after the write: the limit may be the register just computed.
+                let end = reg[usize::from(op.aux & 0x0f)];
                 transfer!(cur + 2, if v > end { op.off as usize } else { cur + 3 });
             }
             SET_STACK_W | SET_STACK_DW => {

@@ -18,7 +18,7 @@ pub(super) const MAP_LOOKUP_ELEM: i32 = 1;
 /// A handle already proven to be one of the run's maps, so that a loop looking up the same
 /// map repeatedly searches the handle list once.
 #[derive(Default)]
-pub(super) struct KnownHandle(u64);
+pub(super) struct KnownHandle(Option<u64>);
 
 /// `bpf_map_lookup_elem(map, key)` for array maps: `Some(r0)`, or `None` when the helper must
 /// run instead.
@@ -36,10 +36,10 @@ pub(super) unsafe fn array_lookup(
 ) -> Option<u64> {
     // SAFETY: `env` is live and exclusively ours for this call (contract).
     let env = unsafe { &mut *env };
-    if map != known.0 {
+    if known.0 != Some(map) {
         // Handles only join the list during a run (inner maps), never leave it.
         env.map_handles.binary_search(&map).ok()?;
-        known.0 = map;
+        known.0 = Some(map);
     }
     // SAFETY: `map` is one of the program's handles (searched above, now or earlier in this
     // run), which live as long as the program.

@@ -226,18 +226,73 @@ fn unresolved_map_load_is_unsupported() {
     ));
 }
 
+/// The interpreter's stack is a region for the duration of a run only: a pointer into the
+/// stack of an interpreter that is gone (a tail-call target's) faults instead of reaching
+/// freed memory.
 #[test]
-fn stack_region_added_once() {
-    let prog = prepare("mov64 r0, 0\nexit");
+fn stack_region_lives_for_the_run() {
+    let leak = prepare("mov64 r0, r10\nexit");
     let mut env = RunEnv::default();
     env.begin_run();
+    // Made first, so that its stack cannot reuse the freed one below.
     let mut vm = Interpreter::default();
-    vm.run(&prog, &mut env, 0, 0).unwrap();
-    vm.run(&prog, &mut env, 0, 0).unwrap();
-    assert_eq!(env.memory.regions().len(), 1);
+    let stack_top = Interpreter::default().run(&leak, &mut env, 0, 0).unwrap();
+    assert!(env.memory.regions().is_empty());
+    let read = prepare("ldxdw r0, [r1-8]\nexit");
+    assert!(matches!(
+        vm.run(&read, &mut env, stack_top, 0),
+        Err(VmError::OutOfBounds { insn: 0, .. })
+    ));
+    vm.run(&leak, &mut env, 0, 0).unwrap();
+    assert!(env.memory.regions().is_empty());
 }
 
-use crate::vm::insn::{Insn, BPF_DW, BPF_EXIT, BPF_IMM, BPF_JMP, BPF_LD, PSEUDO_MAP_FD};
+/// Review findings: a null map argument is refused, not dereferenced; a bounds check whose
+/// limit is the register it computes compares with the new value; a 32-bit add to a 64-bit
+/// counter truncates; register fields above r10 that mask to r10 count as writing r10; ja,
+/// call and exit with the X bit fault.
+#[test]
+fn decoder_and_fusion_edge_cases() {
+    assert!(matches!(
+        run("mov64 r1, 0\nmov64 r2, r10\nadd64 r2, -4\ncall 1\nexit"),
+        Err(VmError::HelperFault { insn: 3, .. })
+    ));
+    let text =
+        "mov64 r2, r1\nadd64 r2, 8\njgt r2, r2, out\nmov64 r0, 0\nexit\nout:\nmov64 r0, 1\nexit";
+    assert_eq!(run_with(text, 0, 100), Ok(0));
+    let mut buf = [0u8; 8];
+    buf.copy_from_slice(&0x1_0000_0000u64.to_le_bytes());
+    let text = "ldxdw r3, [r1+0]\nadd32 r3, 1\nstxdw [r1+0], r3\nmov64 r0, r3\nexit";
+    assert_eq!(run_on(text, &mut buf), Ok(1));
+    assert_eq!(u64::from_le_bytes(buf), 1);
+    // `mov64 r10 (as 0x1a), 0x10000; stxdw [r10-8], r1`: the store must be checked.
+    let insns = vec![
+        Insn::new(BPF_ALU64 | BPF_MOV | BPF_K, 0x1a, 0, 0, 0x10000),
+        Insn::new(BPF_STX | BPF_MEM | BPF_DW, 10, 1, -8, 0),
+        Insn::new(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+    ];
+    assert!(super::decode::Decoded::new(&insns)
+        .ops
+        .iter()
+        .all(|op| op.code != super::decode::code::STX_STACK_DW));
+    for op in [
+        BPF_JMP32 | BPF_JA | BPF_X,
+        BPF_JMP | BPF_CALL | BPF_X,
+        BPF_JMP | BPF_EXIT | BPF_X,
+    ] {
+        let insns = vec![
+            Insn::new(op, 0, 0, 0, 1),
+            Insn::new(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+        ];
+        let d = super::decode::Decoded::new(&insns);
+        assert_eq!(d.ops[0].code, super::decode::FAULT, "{op:#04x}");
+    }
+}
+
+use crate::vm::insn::{
+    Insn, BPF_ALU64, BPF_CALL, BPF_DW, BPF_EXIT, BPF_IMM, BPF_JA, BPF_JMP, BPF_JMP32, BPF_K,
+    BPF_LD, BPF_MEM, BPF_MOV, BPF_STX, BPF_X, PSEUDO_MAP_FD,
+};
 
 /// Runs `text` with r1 = `r1` and the given budget.
 fn run_with(text: &str, r1: u64, budget: u64) -> Result<u64, VmError> {
