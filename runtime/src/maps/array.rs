@@ -103,6 +103,11 @@ impl ArrayMap {
 }
 
 impl Map for ArrayMap {
+    // Elements are never freed or moved while the map lives.
+    fn needs_epoch(&self) -> bool {
+        false
+    }
+
     fn spec(&self) -> &MapSpec {
         &self.spec
     }
@@ -213,6 +218,11 @@ impl PerCpuArrayMap {
 }
 
 impl Map for PerCpuArrayMap {
+    // Elements are never freed or moved while the map lives.
+    fn needs_epoch(&self) -> bool {
+        false
+    }
+
     fn spec(&self) -> &MapSpec {
         &self.spec
     }

@@ -179,6 +179,14 @@ pub trait Map: Send + Sync + std::fmt::Debug {
     /// that were deleted or replaced while programs may have been using them.
     fn quiesce(&self) {}
 
+    /// Whether pointers the map hands to programs stay valid only while the run is pinned to
+    /// an epoch ([`epoch`]): memory it frees, values it replaces, maps or programs it holds.
+    /// Maps whose values live as long as the map answer false, and a run of a program using
+    /// only such maps skips the pin.
+    fn needs_epoch(&self) -> bool {
+        true
+    }
+
     /// Downcasting, for map types with operations of their own (PROG_ARRAY, XSKMAP, ...).
     fn as_any(&self) -> &dyn Any;
 }

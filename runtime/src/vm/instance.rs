@@ -190,6 +190,8 @@ struct Shared {
     handles: Vec<Box<MapHandle>>,
     /// Programs compiled so far (entry and tail-call targets), by name.
     programs: Mutex<StdHashMap<String, Arc<LoadedProgram>>>,
+    /// Some map needs runs pinned to an epoch ([`Map::needs_epoch`]).
+    needs_epoch: bool,
 }
 
 /// An instantiated program with its maps. Cheap to clone; share it between workers.
@@ -322,6 +324,7 @@ impl Vm {
             });
         }
         let handles: Vec<Box<MapHandle>> = maps.iter().map(|m| MapHandle::new(m.clone())).collect();
+        let needs_epoch = maps.iter().any(|m| m.needs_epoch());
         let shared = Arc::new(Shared {
             spec,
             object_bytes: object_bytes.map(Arc::from),
@@ -329,6 +332,7 @@ impl Vm {
             maps,
             handles,
             programs: Mutex::new(StdHashMap::new()),
+            needs_epoch,
         });
         let entry = Self::compile(&shared, &prog_spec)?;
         shared
@@ -724,7 +728,8 @@ impl Runner {
     fn dispatch(&mut self, r1: u64, r2: u64) -> Result<u64, VmError> {
         // Map value pointers must stay valid for the whole run (maps::epoch): pinned by the
         // batch, or here for a run outside one.
-        let _pin = self.batch.is_none().then(maps::epoch::pin);
+        // Programs with array maps only need no pin (their values never move).
+        let _pin = (self.batch.is_none() && self.vm.shared.needs_epoch).then(maps::epoch::pin);
         // The entry is kept alive by `self.vm`; only tail-call targets need a reference of
         // their own (their PROG_ARRAY slot may be replaced while they run).
         let mut held: Option<Arc<LoadedProgram>> = None;
