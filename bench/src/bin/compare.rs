@@ -132,7 +132,11 @@ fn time_kernel(
     Ok(((prog_ns - empty_ns) / n, empty_ns / n))
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    userxdp_bench::exit_status("compare", run())
+}
+
+fn run() -> Result<()> {
     let args = parse_args();
     kernel::probe().context("compare needs the kernel as the reference (run as root)")?;
     // Everything on one core, the same for every engine; say which.

@@ -9,7 +9,11 @@ use anyhow::{Context, Result};
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 use userxdp_bench::packets;
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    userxdp_bench::exit_status("corpus", run())
+}
+
+fn run() -> Result<()> {
     let mut out = None;
     let (mut n, mut seed) = (1000usize, 0x5eedu64);
     let mut it = std::env::args().skip(1);

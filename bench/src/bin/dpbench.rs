@@ -1334,7 +1334,11 @@ fn value<'a>(args: &'a [String], i: &mut usize, flag: &str) -> Result<&'a str> {
         .with_context(|| format!("{flag} needs a value\n{USAGE}"))
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    userxdp_bench::exit_status("dpbench", run())
+}
+
+fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut opts = Opts {
         seconds: 2.0,
