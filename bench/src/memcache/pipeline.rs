@@ -64,10 +64,7 @@ impl RecvBatch {
             });
         }
         for i in 0..RECV_BATCH {
-            // SAFETY: mmsghdr is plain data; all-zero is a valid empty header.
-            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            h.msg_hdr.msg_iov = &mut b.iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
+            let h = header(&mut b.iovs[i]);
             b.hdrs.push(h);
         }
         b
@@ -102,42 +99,59 @@ impl RecvBatch {
     }
 }
 
-/// Sends the requests of `slots[idx]` for every index in `ready` with one `sendmmsg` (or a few,
-/// when the kernel takes part of the batch); returns how many went out.
-fn send_batch(fd: i32, slots: &mut [Slot], ready: &[usize]) -> std::io::Result<usize> {
-    let mut iovs: Vec<libc::iovec> = ready
-        .iter()
-        .map(|&i| libc::iovec {
+/// A message header for one datagram in `iov` (a connected socket: no address).
+fn header(iov: &mut libc::iovec) -> libc::mmsghdr {
+    // SAFETY: mmsghdr is plain data; all-zero is a valid empty header.
+    let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+    h.msg_hdr.msg_iov = iov;
+    h.msg_hdr.msg_iovlen = 1;
+    h
+}
+
+/// The vectors of one `sendmmsg`, kept between batches (no allocation per batch).
+struct SendBatch {
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+impl SendBatch {
+    fn new(depth: usize) -> SendBatch {
+        SendBatch {
+            iovs: Vec::with_capacity(depth),
+            hdrs: Vec::with_capacity(depth),
+        }
+    }
+
+    /// Sends the requests of `slots[i]` for every `i` in `ready` with one `sendmmsg` (or a
+    /// few, when the kernel takes part of the batch); returns how many went out.
+    fn send(&mut self, fd: i32, slots: &mut [Slot], ready: &[usize]) -> std::io::Result<usize> {
+        self.hdrs.clear();
+        self.iovs.clear();
+        self.iovs.extend(ready.iter().map(|&i| libc::iovec {
             iov_base: slots[i].out.as_mut_ptr().cast(),
             iov_len: slots[i].out.len(),
-        })
-        .collect();
-    let mut hdrs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: mmsghdr is plain data; all-zero is a valid empty header.
-            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            h.msg_hdr.msg_iov = iov;
-            h.msg_hdr.msg_iovlen = 1;
-            h
-        })
-        .collect();
-    let mut sent = 0;
-    while sent < hdrs.len() {
-        // SAFETY: every header points to one iovec over a live slot buffer; the socket is
-        // connected, so no address is given.
-        let n =
-            unsafe { libc::sendmmsg(fd, hdrs[sent..].as_mut_ptr(), (hdrs.len() - sent) as u32, 0) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if sent > 0 && e.kind() == std::io::ErrorKind::WouldBlock {
-                break;
+        }));
+        // After `iovs` is complete: the headers point into it.
+        let hdrs = &mut self.hdrs;
+        hdrs.extend(self.iovs.iter_mut().map(header));
+        let mut sent = 0;
+        while sent < hdrs.len() {
+            // SAFETY: every header points to one iovec of `iovs`, unchanged since, over a live
+            // slot buffer; the socket is connected, so no address is given.
+            let n = unsafe {
+                libc::sendmmsg(fd, hdrs[sent..].as_mut_ptr(), (hdrs.len() - sent) as u32, 0)
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if sent > 0 && e.kind() == std::io::ErrorKind::WouldBlock {
+                    break;
+                }
+                return Err(e);
             }
-            return Err(e);
+            sent += n as usize;
         }
-        sent += n as usize;
+        Ok(sent)
     }
-    Ok(sent)
 }
 
 impl Worker {
@@ -164,6 +178,7 @@ impl Worker {
             })
             .collect();
         let mut batch = RecvBatch::new();
+        let mut outgoing = SendBatch::new(depth);
         let mut ready: Vec<usize> = Vec::with_capacity(depth);
         let mut in_flight = 0usize;
         let mut last_sweep = Instant::now();
@@ -214,7 +229,7 @@ impl Worker {
             }
             if !ready.is_empty() {
                 let sent_at = Instant::now();
-                match send_batch(fd, &mut slots, &ready) {
+                match outgoing.send(fd, &mut slots, &ready) {
                     Ok(n) => {
                         for &i in &ready[..n] {
                             let s = &mut slots[i];

@@ -3,10 +3,13 @@
 //! Invariants:
 //! - Programs run from their pre-decoded form ([`Decoded`], built once by
 //!   [`PreparedProgram::new`]): absolute jump targets, resolved helpers, faults decided ahead.
-//! - Every load, store and atomic goes through [`MemoryMap::check`](super::memory::MemoryMap::check)
-//!   against `env.memory` before a raw pointer is formed, so a program — verified or not — can
-//!   only touch the regions its caller registered (plus the interpreter's own stack). The caller
-//!   guarantees that every registered region is live, mapped memory for the whole run.
+//! - Every load, store and atomic is checked against the regions of `env.memory` (through
+//!   copies of the regions that last allowed an access, forgotten after every helper call)
+//!   before a raw pointer is formed, so a program — verified or not — can only touch the
+//!   regions its caller registered (plus the interpreter's own stack). The one access left
+//!   unchecked is proven at decoding: through r10, inside the frame, in a program that never
+//!   writes r10. The caller guarantees that every registered region is live, mapped memory
+//!   for the whole run.
 //! - Arithmetic follows the kernel: wrapping, `x / 0 = 0`, `x % 0 = x`, shifts masked, 32-bit
 //!   results zero-extended, ALU64 immediates sign-extended.
 //! - bpf-to-bpf calls get a fresh 512-byte frame carved out of one fixed stack of
@@ -23,7 +26,7 @@ mod exec;
 mod inline;
 mod mem;
 
-pub use decode::Decoded;
+pub(crate) use decode::Decoded;
 
 use std::ffi::c_void;
 
@@ -103,11 +106,8 @@ impl Interpreter {
         };
         // Registered for this run only: an interpreter made for one tail-call target frees
         // its stack when dropped, and a pointer into it that outlived the run must then fault
-        // rather than reach freed memory. (A callback re-entering this run finds it present.)
-        let added = !env.memory.regions().contains(&stack);
-        if added {
-            env.memory.add(stack);
-        }
+        // rather than reach freed memory.
+        env.memory.add(stack);
         let mut machine = Machine {
             prog,
             stack_top: stack_start + self.stack.len() as u64,
@@ -132,9 +132,7 @@ impl Interpreter {
         env.checked = saved_checked;
         env.callback = saved_callback;
         env.callback_data = saved_data;
-        if added {
-            env.memory.remove(&stack);
-        }
+        env.memory.remove(&stack);
         result
     }
 }

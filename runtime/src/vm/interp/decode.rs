@@ -99,8 +99,8 @@ pub(super) mod code {
     /// See [`STX_ABS`].
     pub const STX_ABS_DW: u8 = STX_ABS | BPF_DW;
     /// `*(u64 *)(src + off) += imm` through `dst` (`ldxdw; add64 k; stxdw`); `aux` bit 0: the
-    /// access is 32-bit (`ldxw`/`stxw`), bit 1: the add is 32-bit (only with bit 0). An ALU64 code no real
-    /// instruction has (decoding faults those).
+    /// access is 32-bit (`ldxw`/`stxw`), bit 1: the add is 32-bit (only with bit 0). An ALU64
+    /// code no real instruction has (decoding faults those).
     pub const INC_MEM: u8 = 0xe7;
     /// `dst = imm (ld_imm64 of a map); r0 = map_lookup_elem(r1, r2)` run inline, then
     /// `aux` 1: `if r0 == 0 goto off`, 2: `if r0 != 0 goto off`, 0: no branch. When the map
@@ -131,7 +131,7 @@ pub(super) struct Op {
 
 /// A program in the interpreter's form.
 #[derive(Debug, Clone)]
-pub struct Decoded {
+pub(crate) struct Decoded {
     /// One op per instruction slot, plus the final [`FAULT`] sentinel; superinstructions
     /// fused in.
     pub(super) ops: Box<[Op]>,
@@ -150,9 +150,9 @@ fn resolve_helper(id: i32) -> Option<&'static Helper> {
     helpers::get(id)
 }
 
-/// Whether any instruction writes r10: the verifier forbids it and our decoder rejects ALU and
-/// LDX writes, but `ld_imm64` and fetching atomics name their written register elsewhere. If
-/// one does, r10 can hold anything and no stack access may skip its check.
+/// Whether any instruction writes r10 (ALU, LDX and ld_imm64 destinations, the register of a
+/// fetching atomic). The verifier and `insn::validate` forbid it, but decoding does not rely on
+/// them: if one does, r10 can hold anything and no stack access may skip its check.
 fn writes_frame_pointer(insns: &[Insn]) -> bool {
     insns.iter().any(|i| {
         let dst_written = matches!(i.class(), BPF_ALU | BPF_ALU64 | BPF_LDX) || i.is_ld_imm64();
@@ -210,16 +210,6 @@ impl Decoded {
             helpers: d.helpers.into_boxed_slice(),
             faults: d.faults.into_boxed_slice(),
         }
-    }
-
-    /// Number of instruction slots (without the sentinel).
-    pub fn len(&self) -> usize {
-        self.ops.len() - 1
-    }
-
-    /// Whether the program has no instructions.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
