@@ -8,7 +8,7 @@
 //! keys, so elements the callback deletes before they are reached are skipped and elements
 //! it inserts are not visited (the kernel may or may not visit those, depending on buckets).
 
-use crate::maps::{types, MapHandle, BPF_F_RDONLY_PROG};
+use crate::maps::{types, MapHandle};
 use crate::vm::env::RunEnv;
 use crate::vm::memory::{MemoryMap, Region, RegionKind};
 
@@ -112,7 +112,6 @@ impl Walk<'_> {
             return true;
         };
         if let Some(base) = &self.saved {
-            let writable = self.handle.map.spec().flags & BPF_F_RDONLY_PROG == 0;
             // SAFETY: as above.
             let memory = unsafe { &mut (*self.env).memory };
             memory.clone_from(base);
@@ -122,12 +121,7 @@ impl Walk<'_> {
                 writable: false,
                 kind: RegionKind::ReadOnly,
             });
-            memory.add(Region {
-                start: value.as_ptr() as u64,
-                len: self.handle.value_size as u64,
-                writable,
-                kind: RegionKind::MapValue,
-            });
+            memory.add(self.handle.value_region(value.as_ptr() as u64));
         }
         self.visited += 1;
         let args = [

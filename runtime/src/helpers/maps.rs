@@ -2,7 +2,7 @@
 
 use crate::maps::MapHandle;
 use crate::vm::env::RunEnv;
-use crate::vm::memory::{Access, Region, RegionKind};
+use crate::vm::memory::Access;
 
 /// Reads `len` bytes at `addr` after a checked-run bounds check.
 ///
@@ -66,13 +66,7 @@ pub(super) unsafe extern "C" fn map_lookup_elem(
         }
         Some(p) => {
             if env.checked {
-                let writable = h.map.spec().flags & crate::maps::BPF_F_RDONLY_PROG == 0;
-                env.memory.add(Region {
-                    start: p.as_ptr() as u64,
-                    len: h.value_size as u64,
-                    writable,
-                    kind: RegionKind::MapValue,
-                });
+                env.memory.add(h.value_region(p.as_ptr() as u64));
             }
             p.as_ptr() as u64
         }

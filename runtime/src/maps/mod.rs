@@ -29,6 +29,7 @@ pub use prog_array::ProgArrayMap;
 pub use target::{PerfEventArrayMap, PerfReader, TargetArrayMap, PERF_READER_CAPACITY};
 
 use crate::object::spec::MapSpec;
+use crate::vm::memory::{Region, RegionKind};
 
 /// Kernel map type numbers (`enum bpf_map_type`).
 pub mod types {
@@ -224,6 +225,17 @@ unsafe impl Send for MapHandle {}
 unsafe impl Sync for MapHandle {}
 
 impl MapHandle {
+    /// The region a program may touch through a value pointer `value` this map handed out:
+    /// `value_size` bytes, writable unless the map is read-only for programs.
+    pub fn value_region(&self, value: u64) -> Region {
+        Region {
+            start: value,
+            len: u64::from(self.value_size),
+            writable: self.map.spec().flags & BPF_F_RDONLY_PROG == 0,
+            kind: RegionKind::MapValue,
+        }
+    }
+
     /// Wraps a map, caching what JIT code needs.
     pub fn new(map: Arc<dyn Map>) -> Box<MapHandle> {
         let spec = map.spec();

@@ -8,9 +8,8 @@
 //! loop calls the helper, which raises the helper's own faults.
 
 use super::mem::Windows;
-use crate::maps::{MapHandle, BPF_F_RDONLY_PROG};
+use crate::maps::MapHandle;
 use crate::vm::env::RunEnv;
-use crate::vm::memory::{Region, RegionKind};
 
 /// Kernel ID of `bpf_map_lookup_elem`.
 pub(super) const MAP_LOOKUP_ELEM: i32 = 1;
@@ -66,12 +65,7 @@ pub(super) unsafe fn array_lookup(
         u64::from(index) * u64::from(h.ncpus) + slot
     };
     let value = base as u64 + element * h.value_stride;
-    let region = Region {
-        start: value,
-        len: u64::from(h.value_size),
-        writable: h.map.spec().flags & BPF_F_RDONLY_PROG == 0,
-        kind: RegionKind::MapValue,
-    };
+    let region = h.value_region(value);
     env.memory.add(region);
     windows.note(&region);
     Some(value)
