@@ -2,8 +2,8 @@
 //!
 //! Each thread owns one [`Conn`]: in the closed loop it sends one request, waits for its reply
 //! or the timeout, and checks what came back; with `pipeline > 1` it keeps that many GETs in
-//! flight instead ([`super::pipeline`]). Keys `key:<n>` are drawn from a Zipf distribution over `keys` keys
-//! (key 0 the hottest). Every value names its key and its write (see [`super::value`]); write
+//! flight instead ([`super::pipeline`]). Keys `key:<n>` are drawn from a Zipf distribution
+//! over `keys` keys (key 0 the hottest). Every value names its key and its write (see [`super::value`]); write
 //! versions come from one global counter per key shared by all threads.
 //!
 //! Stale reads: after a SET of version `v` is acknowledged, `acked[key]` becomes at least `v`.
@@ -272,7 +272,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
                 Stop::Requests(_) => None,
             };
             if w.cfg.pipeline > 1 {
-                w.measure_pipelined(w.cfg.pipeline, end, quota);
+                w.measure_pipelined(end, quota);
             } else {
                 w.measure(end, quota);
             }

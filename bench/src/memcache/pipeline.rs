@@ -155,13 +155,9 @@ impl SendBatch {
 }
 
 impl Worker {
-    /// The measurement loop with `depth` GETs in flight (see the module docs).
-    pub(super) fn measure_pipelined(
-        &mut self,
-        depth: usize,
-        end: Option<Instant>,
-        quota: Option<u64>,
-    ) {
+    /// The measurement loop with `cfg.pipeline` GETs in flight (see the module docs).
+    pub(super) fn measure_pipelined(&mut self, end: Option<Instant>, quota: Option<u64>) {
+        let depth = self.cfg.pipeline;
         let fd = self.conn.socket().as_raw_fd();
         let timeout = self.cfg.timeout;
         let mut slots: Vec<Slot> = (0..depth)
