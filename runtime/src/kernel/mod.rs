@@ -92,6 +92,23 @@ pub enum KernelError {
     },
 }
 
+impl KernelError {
+    /// The verifier's summary when it refused the program only because this kernel offers
+    /// the program's type no helper it calls ("program of this type cannot use helper
+    /// bpf_xdp_adjust_meta#54"): a limit of the running kernel (its version or its build),
+    /// not a fault in the program, which another kernel accepts.
+    pub fn missing_helper(&self) -> Option<&str> {
+        match self {
+            KernelError::Rejected { summary, .. }
+                if summary.contains("program of this type cannot use helper") =>
+            {
+                Some(summary)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Result of one `BPF_PROG_TEST_RUN`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestRunResult {
