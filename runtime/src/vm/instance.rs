@@ -194,6 +194,27 @@ struct Shared {
     needs_epoch: bool,
 }
 
+impl Shared {
+    /// The memory of every map that stays put for the map's whole life (array storage),
+    /// readable, and writable unless the program may only read it.
+    fn fixed_regions(&self) -> Vec<Region> {
+        self.maps
+            .iter()
+            .flat_map(|m| m.fixed_regions())
+            .map(|(start, len, writable)| Region {
+                start,
+                len,
+                writable,
+                kind: if writable {
+                    RegionKind::MapValue
+                } else {
+                    RegionKind::ReadOnly
+                },
+            })
+            .collect()
+    }
+}
+
 /// An instantiated program with its maps. Cheap to clone; share it between workers.
 #[derive(Clone)]
 pub struct Vm {
@@ -393,9 +414,15 @@ impl Vm {
         debug_assert!(insns
             .iter()
             .all(|i| !i.is_ld_imm64() || i.src == 0 || i.src == PSEUDO_FUNC));
-        let prepared = PreparedProgram::new(p.name.clone(), p.prog_type, insns)?;
+        let mut prepared = PreparedProgram::new(p.name.clone(), p.prog_type, insns)?;
         let jit = match shared.options.engine {
-            Engine::Interpreter => None,
+            Engine::Interpreter => {
+                // The maps own the memory the program's addresses were relocated into, and
+                // the program runs only with these maps (tail-call targets come from the same
+                // object, and a reload makes new programs).
+                prepared.prove_fixed_accesses(&shared.fixed_regions());
+                None
+            }
             Engine::Jit => Some(JitProgram::compile(
                 &prepared,
                 &JitOptions {
@@ -573,19 +600,8 @@ impl Vm {
         handles.sort_unstable();
         env.map_handles = handles;
         if checked {
-            for m in &self.shared.maps {
-                for (start, len, writable) in m.fixed_regions() {
-                    env.memory.add_fixed(Region {
-                        start,
-                        len,
-                        writable,
-                        kind: if writable {
-                            RegionKind::MapValue
-                        } else {
-                            RegionKind::ReadOnly
-                        },
-                    });
-                }
+            for region in self.shared.fixed_regions() {
+                env.memory.add_fixed(region);
             }
         }
         Runner {

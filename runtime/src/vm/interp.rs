@@ -23,6 +23,7 @@
 
 mod decode;
 mod exec;
+mod fixed;
 mod inline;
 mod mem;
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::insn::{self, Insn, BPF_CALL, BPF_JMP, CALL_HELPER, CALL_KFUNC, CALL_LOCAL};
 use super::interp::Decoded;
+use super::memory::Region;
 use crate::helpers;
 use crate::object::spec::ProgramType;
 
@@ -112,6 +113,17 @@ impl PreparedProgram {
             functions,
             decoded,
         })
+    }
+
+    /// Decodes the interpreter's form again with loads and stores through constant addresses
+    /// (global data, direct array values) proven against `fixed` once, here, instead of on
+    /// every run.
+    ///
+    /// `fixed` must be memory that stays valid, with the permissions given, for as long as
+    /// this program can run: the storage of the array maps its addresses were relocated
+    /// against, the same regions every checked run of it registers.
+    pub(crate) fn prove_fixed_accesses(&mut self, fixed: &[Region]) {
+        self.decoded = Arc::new(Decoded::with_fixed(&self.insns, &self.functions, fixed));
     }
 
     /// The function (index into `functions`) that contains instruction `pc`.

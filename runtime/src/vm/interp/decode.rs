@@ -17,11 +17,12 @@
 use crate::helpers::{self, Helper};
 use crate::vm::error::VmError;
 use crate::vm::insn::*;
+use crate::vm::memory::Region;
 
 /// Internal opcodes, placed in the `BPF_LD` class where real programs have no valid opcode
 /// (the kernel only knows `ld_imm64` there, and cBPF's ABS/IND modes, which we refuse).
 pub(super) mod code {
-    use crate::vm::insn::{BPF_B, BPF_DW, BPF_H, BPF_W};
+    use crate::vm::insn::{BPF_B, BPF_DW, BPF_H, BPF_LDX, BPF_ST, BPF_STX, BPF_W};
 
     /// `dst = *(size *)(r10 + off)`, offset proven inside the frame.
     pub const LDX_STACK: u8 = 0x60;
@@ -102,6 +103,20 @@ pub(super) mod code {
     /// access is 32-bit (`ldxw`/`stxw`), bit 1: the add is 32-bit (only with bit 0). An ALU64
     /// code no real instruction has (decoding faults those).
     pub const INC_MEM: u8 = 0xe7;
+    /// `dst = *(size *)imm`: a load from an address proven readable at decoding
+    /// ([`super::fixed`]). Codes of the LDX class in a mode no instruction has (`0xa0`), which
+    /// decoding turns into faults; sizes in `BPF_SIZE` order.
+    pub const LDX_FIXED: u8 = BPF_LDX | 0xa0;
+    /// `*(size *)imm = src`: a store to an address proven writable at decoding.
+    pub const STX_FIXED: u8 = BPF_STX | 0xa0;
+    /// `*(size *)imm = off`: an immediate store to an address proven writable at decoding
+    /// (the 32-bit immediate, sign-extended, moves to `off`).
+    pub const ST_FIXED: u8 = BPF_ST | 0xa0;
+    /// [`LDX_ABS`] with the access proven at decoding: `aux = imm; dst = *(size *)(imm +
+    /// off)`. LDX codes of mode `0xe0`.
+    pub const LDX_ABS_FIXED: u8 = BPF_LDX | 0xe0;
+    /// [`STX_ABS`] with the access proven at decoding. STX codes of mode `0xe0`.
+    pub const STX_ABS_FIXED: u8 = BPF_STX | 0xe0;
     /// `dst = imm (ld_imm64 of a map); r0 = map_lookup_elem(r1, r2)` run inline, then
     /// `aux` 1: `if r0 == 0 goto off`, 2: `if r0 != 0 goto off`, 0: no branch. When the map
     /// is not an array it sets `dst` and continues at the call's own op.
@@ -171,6 +186,13 @@ fn in_frame(off: i16, size: usize) -> bool {
 impl Decoded {
     /// Decodes `insns`. Never fails: what cannot run becomes a fault op.
     pub fn new(insns: &[Insn]) -> Decoded {
+        Decoded::with_fixed(insns, &[], &[])
+    }
+
+    /// Decodes `insns` whose function entries are `functions`, proving loads and stores
+    /// through constant addresses against `fixed`: regions that stay valid for as long as the
+    /// program can run ([`super::fixed`]).
+    pub fn with_fixed(insns: &[Insn], functions: &[usize], fixed: &[Region]) -> Decoded {
         let mut d = Decoder {
             ops: Vec::with_capacity(insns.len() + 1),
             helpers: Vec::new(),
@@ -204,6 +226,7 @@ impl Decoded {
             what: "execution left the program".into(),
         });
         d.ops.push(end);
+        super::fixed::prove(&mut d.ops, functions, fixed);
         fuse(&mut d.ops);
         Decoded {
             ops: d.ops.into_boxed_slice(),
@@ -289,6 +312,10 @@ impl Decoder {
         let class = insn.class();
         let unsupported = |what: String| VmError::Unsupported { insn: pc, what };
         match class {
+            // No such modes; their codes carry the proven accesses of `super::fixed`.
+            BPF_LDX | BPF_ST | BPF_STX if matches!(insn.op & 0xe0, 0xa0 | 0xe0) => {
+                return self.fault(unsupported(format!("opcode {:#04x}", insn.op)))
+            }
             BPF_ALU | BPF_ALU64 => match insn.op & 0xf0 {
                 // No such operations; their codes carry superinstructions.
                 0xe0 | 0xf0 => return self.fault(unsupported(format!("opcode {:#04x}", insn.op))),
@@ -427,7 +454,24 @@ fn fuse(ops: &mut [Op]) {
         if a.code == LD_IMM64 {
             // The op after an ld_imm64's two slots.
             let Some(m) = c else { continue };
-            if class_mode(m.code) == BPF_LDX | BPF_MEM && m.src == a.dst {
+            let proven_load = class_mode(m.code) == code::LDX_FIXED;
+            let proven_store = class_mode(m.code) == code::STX_FIXED;
+            if (proven_load && m.src == a.dst) || (proven_store && m.dst == a.dst) {
+                // The access was proven through this very ld_imm64's register: the fused op
+                // sets the register and accesses `imm + off` (the address it proved) directly.
+                ops[i] = Op {
+                    code: if proven_load {
+                        code::LDX_ABS_FIXED
+                    } else {
+                        code::STX_ABS_FIXED
+                    } | size(m.code),
+                    dst: m.dst,
+                    src: m.src,
+                    off: m.off,
+                    imm: a.imm,
+                    aux: a.dst,
+                };
+            } else if class_mode(m.code) == BPF_LDX | BPF_MEM && m.src == a.dst {
                 ops[i] = Op {
                     code: code::LDX_ABS | size(m.code),
                     dst: m.dst,

@@ -80,6 +80,17 @@ opcodes! {
     STX_B = BPF_STX | BPF_MEM | BPF_B;       STX_H = BPF_STX | BPF_MEM | BPF_H;
     STX_W = BPF_STX | BPF_MEM | BPF_W;       STX_DW = BPF_STX | BPF_MEM | BPF_DW;
     ATOMIC_W = BPF_STX | BPF_ATOMIC | BPF_W; ATOMIC_DW = BPF_STX | BPF_ATOMIC | BPF_DW;
+
+    LDX_FIXED_B = LDX_FIXED | BPF_B;         LDX_FIXED_H = LDX_FIXED | BPF_H;
+    LDX_FIXED_W = LDX_FIXED | BPF_W;         LDX_FIXED_DW = LDX_FIXED | BPF_DW;
+    STX_FIXED_B = STX_FIXED | BPF_B;         STX_FIXED_H = STX_FIXED | BPF_H;
+    STX_FIXED_W = STX_FIXED | BPF_W;         STX_FIXED_DW = STX_FIXED | BPF_DW;
+    ST_FIXED_B = ST_FIXED | BPF_B;           ST_FIXED_H = ST_FIXED | BPF_H;
+    ST_FIXED_W = ST_FIXED | BPF_W;           ST_FIXED_DW = ST_FIXED | BPF_DW;
+    LDX_ABS_FIXED_B = LDX_ABS_FIXED | BPF_B; LDX_ABS_FIXED_H = LDX_ABS_FIXED | BPF_H;
+    LDX_ABS_FIXED_W = LDX_ABS_FIXED | BPF_W; LDX_ABS_FIXED_DW = LDX_ABS_FIXED | BPF_DW;
+    STX_ABS_FIXED_B = STX_ABS_FIXED | BPF_B; STX_ABS_FIXED_H = STX_ABS_FIXED | BPF_H;
+    STX_ABS_FIXED_W = STX_ABS_FIXED | BPF_W; STX_ABS_FIXED_DW = STX_ABS_FIXED | BPF_DW;
 }
 
 // Atomic operation selectors (the `imm` of BPF_ATOMIC).
@@ -232,7 +243,8 @@ unsafe fn dispatch(
     let mut known = KnownHandle::default();
     let mut pc = entry;
     // First slot of the straight-line run being executed. The budget is charged at every
-    // jump, call and exit, for the slots since this one (all run exactly once in between):
+    // taken jump, call and exit, for the slots since this one (all run exactly once in
+    // between; a jump that falls through continues the run, and every loop takes a jump):
     // no per-instruction counting, and a run stops at the first control transfer past its
     // budget (at most one straight-line run late).
     let mut block = entry;
@@ -285,9 +297,16 @@ unsafe fn dispatch(
                 reg[dst] = u64::from($e);
             }};
         }
+        // A conditional jump. Only a taken jump ends the straight-line run: one that falls
+        // through continues it, and the next transfer charges both parts together. Keeping
+        // the taken path's work apart also makes the compiler branch instead of selecting the
+        // next pc with a `cmov`, which would make the next op's load wait for this compare
+        // (every op after a jump would then pay the whole dependency chain, unpredicted).
         macro_rules! jump {
             ($cond:expr) => {
-                transfer!(cur, if $cond { op.off as usize } else { pc })
+                if $cond {
+                    transfer!(cur, op.off as usize)
+                }
             };
         }
         // A checked load; a fault names slot `at` (a superinstruction's memory slot).
@@ -322,6 +341,20 @@ unsafe fn dispatch(
                 // frame top this loop set: inside the interpreter's stack, which holds
                 // `MAX_CALL_FRAMES` frames and is live for the whole run.
                 unsafe { std::ptr::read_unaligned(ea(reg[10]) as usize as *const $t) }
+            }};
+        }
+        // An access through an address proven at decoding (`fixed`).
+        macro_rules! load_fixed {
+            ($t:ty, $addr:expr) => {{
+                // SAFETY: decoding proved `[addr, addr + size)` inside a readable fixed region
+                // (array map storage), which lives as long as the program (see `fixed`).
+                unsafe { std::ptr::read_unaligned($addr as usize as *const $t) }
+            }};
+        }
+        macro_rules! store_fixed {
+            ($t:ty, $addr:expr, $v:expr) => {{
+                // SAFETY: as in `load_fixed!`, for a writable fixed region.
+                unsafe { std::ptr::write_unaligned($addr as usize as *mut $t, $v) }
             }};
         }
         macro_rules! store_stack {
@@ -631,6 +664,18 @@ unsafe fn dispatch(
             STX_STACK_H => store_stack!(u16, x64!() as u16),
             STX_STACK_W => store_stack!(u32, x32!()),
             STX_STACK_DW => store_stack!(u64, x64!()),
+            LDX_FIXED_B => reg[dst] = u64::from(load_fixed!(u8, k64)),
+            LDX_FIXED_H => reg[dst] = u64::from(load_fixed!(u16, k64)),
+            LDX_FIXED_W => reg[dst] = u64::from(load_fixed!(u32, k64)),
+            LDX_FIXED_DW => reg[dst] = load_fixed!(u64, k64),
+            STX_FIXED_B => store_fixed!(u8, k64, x64!() as u8),
+            STX_FIXED_H => store_fixed!(u16, k64, x64!() as u16),
+            STX_FIXED_W => store_fixed!(u32, k64, x32!()),
+            STX_FIXED_DW => store_fixed!(u64, k64, x64!()),
+            ST_FIXED_B => store_fixed!(u8, k64, op.off as u8),
+            ST_FIXED_H => store_fixed!(u16, k64, op.off as u16),
+            ST_FIXED_W => store_fixed!(u32, k64, op.off as u32),
+            ST_FIXED_DW => store_fixed!(u64, k64, op.off as i64 as u64),
             ATOMIC_DW => {
                 let x = x64!();
                 // SAFETY: see the memory arms above.
@@ -688,7 +733,11 @@ unsafe fn dispatch(
                 reg[dst] = v;
                 // Read after the write: the limit may be the register just computed.
                 let end = reg[usize::from(op.aux & 0x0f)];
-                transfer!(cur + 2, if v > end { op.off as usize } else { cur + 3 });
+                if v > end {
+                    transfer!(cur + 2, op.off as usize)
+                } else {
+                    pc = cur + 3;
+                }
             }
             SET_STACK_W | SET_STACK_DW => {
                 reg[dst] = if op.aux == 1 { u64::from(k32) } else { k64 };
@@ -716,6 +765,28 @@ unsafe fn dispatch(
                     STX_ABS_H => store_at!(u16, addr, x64!() as u16, at),
                     STX_ABS_W => store_at!(u32, addr, x32!(), at),
                     _ => store_at!(u64, addr, x64!(), at),
+                }
+                pc += 2;
+            }
+            LDX_ABS_FIXED_B | LDX_ABS_FIXED_H | LDX_ABS_FIXED_W | LDX_ABS_FIXED_DW => {
+                reg[usize::from(op.aux & 0x0f)] = k64;
+                let addr = ea(k64);
+                reg[dst] = match op.code {
+                    LDX_ABS_FIXED_B => u64::from(load_fixed!(u8, addr)),
+                    LDX_ABS_FIXED_H => u64::from(load_fixed!(u16, addr)),
+                    LDX_ABS_FIXED_W => u64::from(load_fixed!(u32, addr)),
+                    _ => load_fixed!(u64, addr),
+                };
+                pc += 2;
+            }
+            STX_ABS_FIXED_B | STX_ABS_FIXED_H | STX_ABS_FIXED_W | STX_ABS_FIXED_DW => {
+                reg[usize::from(op.aux & 0x0f)] = k64;
+                let addr = ea(k64);
+                match op.code {
+                    STX_ABS_FIXED_B => store_fixed!(u8, addr, x64!() as u8),
+                    STX_ABS_FIXED_H => store_fixed!(u16, addr, x64!() as u16),
+                    STX_ABS_FIXED_W => store_fixed!(u32, addr, x32!()),
+                    _ => store_fixed!(u64, addr, x64!()),
                 }
                 pc += 2;
             }
@@ -747,8 +818,9 @@ unsafe fn dispatch(
                     Some(r0) => {
                         reg[0] = r0;
                         match op.aux {
-                            1 => transfer!(cur + 3, if r0 == 0 { op.off as usize } else { cur + 4 }),
-                            2 => transfer!(cur + 3, if r0 != 0 { op.off as usize } else { cur + 4 }),
+                            1 if r0 == 0 => transfer!(cur + 3, op.off as usize),
+                            2 if r0 != 0 => transfer!(cur + 3, op.off as usize),
+                            1 | 2 => pc = cur + 4,
                             _ => pc = cur + 3,
                         }
                     }

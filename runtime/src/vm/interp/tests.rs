@@ -445,3 +445,103 @@ fn fused_memory_sequences_match_their_slots() {
         Err(VmError::OutOfBounds { insn: 2, .. })
     ));
 }
+
+/// Runs `text` with `buf` as a fixed region (proven against at decoding) of the given
+/// permission; returns the result and the decoded codes, to see which accesses were proven.
+fn run_fixed(text: &str, buf: &mut [u8], writable: bool) -> (Result<u64, VmError>, Vec<u8>) {
+    let region = crate::vm::memory::Region {
+        start: buf.as_mut_ptr() as u64,
+        len: buf.len() as u64,
+        writable,
+        kind: crate::vm::memory::RegionKind::MapValue,
+    };
+    let mut prog = prepare(text);
+    prog.prove_fixed_accesses(&[region]);
+    let codes = prog.decoded.ops.iter().map(|op| op.code).collect();
+    let mut env = RunEnv::default();
+    env.memory.add_fixed(region);
+    env.begin_run();
+    (Interpreter::default().run(&prog, &mut env, 0, 0), codes)
+}
+
+/// Loads and stores through an `ld_imm64` address inside a fixed region are proven once at
+/// decoding and do what the checked ones do; anything not provable (out of the region, a
+/// store to read-only memory, a register overwritten, a jump landing between the `ld_imm64`
+/// and its use) keeps its run-time check and faults where it did.
+#[test]
+fn accesses_through_constant_addresses_are_proven_at_decoding() {
+    use super::decode::code;
+    let proven = |c: u8| {
+        [
+            code::LDX_FIXED,
+            code::STX_FIXED,
+            code::ST_FIXED,
+            code::LDX_ABS_FIXED,
+            code::STX_ABS_FIXED,
+        ]
+        .contains(&(c & !0x18))
+    };
+    let mut buf = [0u8; 32];
+    buf[0..8].copy_from_slice(&5u64.to_le_bytes());
+    let addr = buf.as_ptr() as u64;
+    // Fused load and store, a later load and an immediate store through the same register,
+    // a register copied and moved by a constant.
+    let text = format!(
+        "
+        lddw r1, {addr:#x}
+        ldxdw r2, [r1+0]
+        add64 r2, 10
+        stxdw [r1+8], r2
+        stw [r1+16], -2
+        mov64 r3, r1
+        add64 r3, 24
+        stxb [r3+0], r2
+        ldxw r0, [r1+16]
+        add64 r0, r2
+        exit"
+    );
+    let (result, codes) = run_fixed(&text, &mut buf, true);
+    assert_eq!(result, Ok(0xffff_fffe + 15));
+    assert_eq!(u64::from_le_bytes(buf[8..16].try_into().unwrap()), 15);
+    assert_eq!(buf[24], 15);
+    // Every access in the program was proven: five, plus the load's own slot kept under the
+    // op that fuses it with the ld_imm64.
+    assert_eq!(
+        codes.iter().filter(|&&c| proven(c)).count(),
+        6,
+        "{codes:x?}"
+    );
+
+    // Read-only: loads are proven, the store stays checked and faults at its slot.
+    let text = format!("lddw r1, {addr:#x}\nldxdw r0, [r1+0]\nstxdw [r1+8], r0\nexit");
+    let (result, codes) = run_fixed(&text, &mut buf, false);
+    assert!(matches!(result, Err(VmError::OutOfBounds { insn: 3, .. })));
+    assert_eq!(
+        codes.iter().filter(|&&c| proven(c)).count(),
+        2,
+        "{codes:x?}"
+    );
+
+    // Past the region's end: checked, and faults.
+    let text = format!("lddw r1, {addr:#x}\nldxdw r0, [r1+28]\nexit");
+    let (result, codes) = run_fixed(&text, &mut buf, true);
+    assert!(matches!(result, Err(VmError::OutOfBounds { insn: 2, .. })));
+    assert!(!codes.iter().any(|&c| proven(c)));
+
+    // The register is overwritten before the access, or the access is a jump target: the
+    // address is not known there, so nothing is proven (and the accesses fault: r1 is 0, or
+    // the 5 loaded from the region).
+    for text in [
+        format!("lddw r1, {addr:#x}\nmov64 r1, 0\nldxdw r0, [r1+0]\nexit"),
+        format!("lddw r1, {addr:#x}\nldxdw r1, [r1+0]\nldxdw r0, [r1+0]\nexit"),
+        format!("mov64 r1, 0\nja use\nlddw r1, {addr:#x}\nuse:\nldxdw r0, [r1+0]\nexit"),
+    ] {
+        let (result, codes) = run_fixed(&text, &mut buf, true);
+        assert!(
+            matches!(result, Err(VmError::OutOfBounds { addr: 0 | 5, .. })),
+            "{text}: {result:?}"
+        );
+        // The last access (before `exit` and the sentinel) stays checked.
+        assert!(!proven(codes[codes.len() - 3]), "{text}: {codes:x?}");
+    }
+}
