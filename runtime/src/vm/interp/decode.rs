@@ -22,7 +22,9 @@ use crate::vm::memory::Region;
 /// Internal opcodes, placed in the `BPF_LD` class where real programs have no valid opcode
 /// (the kernel only knows `ld_imm64` there, and cBPF's ABS/IND modes, which we refuse).
 pub(super) mod code {
-    use crate::vm::insn::{BPF_B, BPF_DW, BPF_H, BPF_LDX, BPF_ST, BPF_STX, BPF_W};
+    use crate::vm::insn::{
+        BPF_ALU, BPF_ALU64, BPF_B, BPF_DW, BPF_H, BPF_LDX, BPF_ST, BPF_STX, BPF_W,
+    };
 
     /// `dst = *(size *)(r10 + off)`, offset proven inside the frame.
     pub const LDX_STACK: u8 = 0x60;
@@ -117,6 +119,13 @@ pub(super) mod code {
     pub const LDX_ABS_FIXED: u8 = BPF_LDX | 0xe0;
     /// [`STX_ABS`] with the access proven at decoding. STX codes of mode `0xe0`.
     pub const STX_ABS_FIXED: u8 = BPF_STX | 0xe0;
+    /// `t = dst_shift(src, imm); u = src_shift(src, off); src = u; dst = t | u` on 32-bit
+    /// values (zero-extended): `mov32 d, s; sh d, k; sh s, k'; or32 d, s`. `aux` bit 0: the
+    /// shift of `dst` is left (else logical right), bit 1: that of `src` is. An ALU code no
+    /// instruction has (`0xe0`), which decoding turns into a fault.
+    pub const SHIFT_OR32: u8 = BPF_ALU | 0xe0;
+    /// [`SHIFT_OR32`] on 64-bit values. An ALU64 code no instruction has.
+    pub const SHIFT_OR64: u8 = BPF_ALU64 | 0xf0;
     /// `dst = imm (ld_imm64 of a map); r0 = map_lookup_elem(r1, r2)` run inline, then
     /// `aux` 1: `if r0 == 0 goto off`, 2: `if r0 != 0 goto off`, 0: no branch. When the map
     /// is not an array it sets `dst` and continues at the call's own op.
@@ -430,6 +439,44 @@ impl Decoder {
     }
 }
 
+/// `mov d, s; sh d, k1; sh s, k2; or d, s` (either shift first, each left or right by a
+/// constant, all four 32-bit or all 64-bit, `d != s`): the rotate idiom (`(x << k) | (x >>
+/// (32 - k))`, as in jhash), which BPF has no instruction for. The fused op leaves `s`
+/// shifted and `d` the or of both shifts, as the four slots do.
+fn shift_pair_or(a: Op, b: Op, c: Option<Op>, d: Option<Op>) -> Option<Op> {
+    let (c, d) = (c?, d?);
+    let (class, code) = match a.code {
+        x if x == BPF_ALU64 | BPF_MOV | BPF_X => (BPF_ALU64, code::SHIFT_OR64),
+        x if x == BPF_ALU | BPF_MOV | BPF_X && a.off == 0 => (BPF_ALU, code::SHIFT_OR32),
+        _ => return None,
+    };
+    let (dst, src) = (a.dst, a.src);
+    let shift = |op: Op| match op.code {
+        x if x == class | BPF_LSH | BPF_K => Some(true),
+        x if x == class | BPF_RSH | BPF_K => Some(false),
+        _ => None,
+    };
+    let (left_b, left_c) = (shift(b)?, shift(c)?);
+    let (dst_shift, src_shift) = match (b.dst, c.dst) {
+        (x, y) if x == dst && y == src => ((left_b, b.imm), (left_c, c.imm)),
+        (x, y) if x == src && y == dst => ((left_c, c.imm), (left_b, b.imm)),
+        _ => return None,
+    };
+    let or = class | BPF_OR | BPF_X;
+    if dst == src || d.code != or || d.dst != dst || d.src != src {
+        return None;
+    }
+    Some(Op {
+        code,
+        dst,
+        src,
+        // The shift counts are immediates the loop masks to the width, as for plain shifts.
+        off: src_shift.1 as i32,
+        imm: dst_shift.1,
+        aux: u8::from(dst_shift.0) | u8::from(src_shift.0) << 1,
+    })
+}
+
 /// Replaces the first op of each common sequence by a superinstruction doing all of it.
 ///
 /// Only sequences of plain ops fuse (never a fault, a call or an internal op), and the fused op
@@ -538,6 +585,10 @@ fn fuse(ops: &mut [Op]) {
                     continue;
                 }
             }
+        }
+        if let Some(rot) = shift_pair_or(a, b, c, d) {
+            ops[i] = rot;
+            continue;
         }
         if a.code == MOV64_X && b.code == ADD64_K && b.dst == a.dst {
             let bounds = c.filter(|c| c.code == JGT_X && c.dst == a.dst);

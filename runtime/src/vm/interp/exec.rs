@@ -664,6 +664,38 @@ unsafe fn dispatch(
             STX_STACK_H => store_stack!(u16, x64!() as u16),
             STX_STACK_W => store_stack!(u32, x32!()),
             STX_STACK_DW => store_stack!(u64, x64!()),
+            SHIFT_OR32 => {
+                let x = x32!();
+                let t = if op.aux & 1 != 0 {
+                    x.wrapping_shl(k32)
+                } else {
+                    x.wrapping_shr(k32)
+                };
+                let u = if op.aux & 2 != 0 {
+                    x.wrapping_shl(op.off as u32)
+                } else {
+                    x.wrapping_shr(op.off as u32)
+                };
+                reg[src] = u64::from(u);
+                reg[dst] = u64::from(t | u);
+                pc += 3;
+            }
+            SHIFT_OR64 => {
+                let x = x64!();
+                let t = if op.aux & 1 != 0 {
+                    x.wrapping_shl(k32)
+                } else {
+                    x.wrapping_shr(k32)
+                };
+                let u = if op.aux & 2 != 0 {
+                    x.wrapping_shl(op.off as u32)
+                } else {
+                    x.wrapping_shr(op.off as u32)
+                };
+                reg[src] = u;
+                reg[dst] = t | u;
+                pc += 3;
+            }
             LDX_FIXED_B => reg[dst] = u64::from(load_fixed!(u8, k64)),
             LDX_FIXED_H => reg[dst] = u64::from(load_fixed!(u16, k64)),
             LDX_FIXED_W => reg[dst] = u64::from(load_fixed!(u32, k64)),

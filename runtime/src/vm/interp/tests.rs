@@ -545,3 +545,47 @@ fn accesses_through_constant_addresses_are_proven_at_decoding() {
         assert!(!proven(codes[codes.len() - 3]), "{text}: {codes:x?}");
     }
 }
+
+/// The shift-pair-or superinstruction (the rotate idiom) leaves both registers as its four
+/// slots do, in both widths and both shift orders, and a jump into its middle runs the slots.
+#[test]
+fn shift_pair_or_matches_its_slots() {
+    let x: u64 = 0x8123_4567_89ab_cdef;
+    // 32-bit rotate left by 5: r0 = rol32(x, 5); r2 = x << 5 (32-bit).
+    let text = "
+        mov64 r2, r1
+        mov32 r0, r2
+        rsh32 r0, 27
+        lsh32 r2, 5
+        or32 r0, r2
+        xor64 r0, r2
+        exit";
+    let x32 = x as u32;
+    let want = u64::from(x32.rotate_left(5)) ^ u64::from(x32 << 5);
+    assert_eq!(run_with(text, x, 100), Ok(want));
+    // 64-bit, the source shifted first, and right in the destination.
+    let text = "
+        mov64 r2, r1
+        mov64 r0, r2
+        lsh64 r2, 13
+        rsh64 r0, 51
+        or64 r0, r2
+        add64 r0, r2
+        exit";
+    let want = (x.rotate_left(13)).wrapping_add(x << 13);
+    assert_eq!(run_with(text, x, 100), Ok(want));
+    // Entered at its second slot: r0 holds r1 + 1 there, not a copy of r2.
+    let text = "
+        mov64 r2, r1
+        mov64 r0, r1
+        add64 r0, 1
+        jeq r1, 0, mid
+        mov32 r0, r2
+    mid:
+        rsh32 r0, 27
+        lsh32 r2, 5
+        or32 r0, r2
+        exit";
+    assert_eq!(run_with(text, 0, 100), Ok(0));
+    assert_eq!(run_with(text, 1, 100), Ok(u64::from(1u32.rotate_left(5))));
+}
