@@ -119,6 +119,10 @@ pub(super) mod code {
     pub const LDX_ABS_FIXED: u8 = BPF_LDX | 0xe0;
     /// [`STX_ABS`] with the access proven at decoding. STX codes of mode `0xe0`.
     pub const STX_ABS_FIXED: u8 = BPF_STX | 0xe0;
+    /// A counter in global data: `aux & 0xf = imm (ld_imm64); dst = *(size *)imm; dst +=
+    /// (aux & 0x10 ? src : off); *(size *)imm = dst`, the access proven at decoding (five
+    /// slots). 64-bit cells take `add64`, 32-bit ones `add32`. ST codes of mode `0xe0`.
+    pub const INC_FIXED: u8 = BPF_ST | 0xe0;
     /// `t = dst_shift(src, imm); u = src_shift(src, off); src = u; dst = t | u` on 32-bit
     /// values (zero-extended): `mov32 d, s; sh d, k; sh s, k'; or32 d, s`. `aux` bit 0: the
     /// shift of `dst` is left (else logical right), bit 1: that of `src` is. An ALU code no
@@ -477,6 +481,46 @@ fn shift_pair_or(a: Op, b: Op, c: Option<Op>, d: Option<Op>) -> Option<Op> {
     })
 }
 
+/// `ld_imm64 a, X; ldx v, [a + 0]; add v, k|x; stx [a + 0], v` with both accesses proven at
+/// X (a counter in global data), as one [`code::INC_FIXED`] op; `a` is the ld_imm64 and
+/// `rest` the slots after its two.
+fn fixed_counter(a: Op, rest: &[Op]) -> Option<Op> {
+    let [load, add, store, ..] = *rest else {
+        return None;
+    };
+    let size = load.code & 0x18;
+    let (add_k, add_x) = match size {
+        BPF_DW => (BPF_ALU64 | BPF_ADD | BPF_K, BPF_ALU64 | BPF_ADD | BPF_X),
+        BPF_W => (BPF_ALU | BPF_ADD | BPF_K, BPF_ALU | BPF_ADD | BPF_X),
+        _ => return None,
+    };
+    let v = load.dst;
+    let fits = load.code == code::LDX_FIXED | size
+        && load.src == a.dst
+        && load.off == 0
+        && load.imm == a.imm
+        && v != a.dst
+        && (add.code == add_k || add.code == add_x)
+        && add.dst == v
+        && store.code == code::STX_FIXED | size
+        && store.dst == a.dst
+        && store.src == v
+        && store.imm == a.imm;
+    if !fits {
+        return None;
+    }
+    let register = add.code == add_x;
+    Some(Op {
+        code: code::INC_FIXED | size,
+        dst: v,
+        src: if register { add.src } else { 0 },
+        // A 32-bit immediate, sign-extended as the add's.
+        off: if register { 0 } else { add.imm as i32 },
+        imm: a.imm,
+        aux: a.dst | if register { 0x10 } else { 0 },
+    })
+}
+
 /// Replaces the first op of each common sequence by a superinstruction doing all of it.
 ///
 /// Only sequences of plain ops fuse (never a fault, a call or an internal op), and the fused op
@@ -501,6 +545,10 @@ fn fuse(ops: &mut [Op]) {
         if a.code == LD_IMM64 {
             // The op after an ld_imm64's two slots.
             let Some(m) = c else { continue };
+            if let Some(inc) = fixed_counter(a, &ops[i + 2..]) {
+                ops[i] = inc;
+                continue;
+            }
             let proven_load = class_mode(m.code) == code::LDX_FIXED;
             let proven_store = class_mode(m.code) == code::STX_FIXED;
             if (proven_load && m.src == a.dst) || (proven_store && m.dst == a.dst) {

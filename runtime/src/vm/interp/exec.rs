@@ -91,6 +91,7 @@ opcodes! {
     LDX_ABS_FIXED_W = LDX_ABS_FIXED | BPF_W; LDX_ABS_FIXED_DW = LDX_ABS_FIXED | BPF_DW;
     STX_ABS_FIXED_B = STX_ABS_FIXED | BPF_B; STX_ABS_FIXED_H = STX_ABS_FIXED | BPF_H;
     STX_ABS_FIXED_W = STX_ABS_FIXED | BPF_W; STX_ABS_FIXED_DW = STX_ABS_FIXED | BPF_DW;
+    INC_FIXED_W = INC_FIXED | BPF_W;         INC_FIXED_DW = INC_FIXED | BPF_DW;
 }
 
 // Atomic operation selectors (the `imm` of BPF_ATOMIC).
@@ -664,6 +665,34 @@ unsafe fn dispatch(
             STX_STACK_H => store_stack!(u16, x64!() as u16),
             STX_STACK_W => store_stack!(u32, x32!()),
             STX_STACK_DW => store_stack!(u64, x64!()),
+            INC_FIXED_DW | INC_FIXED_W => {
+                // In slot order: the address register, the load, then the addend (which may be
+                // either register just written).
+                reg[usize::from(op.aux & 0x0f)] = k64;
+                if op.code == INC_FIXED_DW {
+                    reg[dst] = load_fixed!(u64, k64);
+                    let x = if op.aux & 0x10 != 0 {
+                        x64!()
+                    } else {
+                        op.off as i64 as u64
+                    };
+                    let v = reg[dst].wrapping_add(x);
+                    reg[dst] = v;
+                    store_fixed!(u64, k64, v);
+                } else {
+                    let old = load_fixed!(u32, k64);
+                    reg[dst] = u64::from(old);
+                    let x = if op.aux & 0x10 != 0 {
+                        x32!()
+                    } else {
+                        op.off as u32
+                    };
+                    let v = old.wrapping_add(x);
+                    reg[dst] = u64::from(v);
+                    store_fixed!(u32, k64, v);
+                }
+                pc += 4;
+            }
             SHIFT_OR32 => {
                 let x = x32!();
                 let t = if op.aux & 1 != 0 {

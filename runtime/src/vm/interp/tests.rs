@@ -589,3 +589,45 @@ fn shift_pair_or_matches_its_slots() {
     assert_eq!(run_with(text, 0, 100), Ok(0));
     assert_eq!(run_with(text, 1, 100), Ok(u64::from(1u32.rotate_left(5))));
 }
+
+/// Counters in global data (`ld_imm64`, load, add, store at the proven address) run as one op
+/// and leave memory and every register as the five slots do, for an immediate or a register
+/// addend (including the loaded register itself), 64- and 32-bit.
+#[test]
+fn fixed_counters_match_their_slots() {
+    let mut buf = [0u8; 16];
+    buf[0..8].copy_from_slice(&40u64.to_le_bytes());
+    buf[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+    let addr = buf.as_ptr() as u64;
+    let text = format!(
+        "
+        mov64 r4, 7
+        lddw r1, {addr:#x}
+        ldxdw r2, [r1+0]
+        add64 r2, -3
+        stxdw [r1+0], r2
+        lddw r3, {addr:#x}
+        ldxdw r5, [r3+0]
+        add64 r5, r5
+        stxdw [r3+0], r5
+        lddw r6, {:#x}
+        ldxw r7, [r6+0]
+        add32 r7, r4
+        stxw [r6+0], r7
+        mov64 r0, r2
+        add64 r0, r5
+        add64 r0, r7
+        exit",
+        addr + 8
+    );
+    let (result, codes) = run_fixed(&text, &mut buf, true);
+    // 40 - 3 = 37; 37 + 37 = 74; u32::MAX + 7 wraps to 6.
+    assert_eq!(result, Ok(37 + 74 + 6));
+    assert_eq!(u64::from_le_bytes(buf[0..8].try_into().unwrap()), 74);
+    assert_eq!(u32::from_le_bytes(buf[8..12].try_into().unwrap()), 6);
+    let fused = codes
+        .iter()
+        .filter(|&&c| c & !0x18 == super::decode::code::INC_FIXED)
+        .count();
+    assert_eq!(fused, 3, "{codes:x?}");
+}
