@@ -19,11 +19,13 @@ use crate::vm::error::VmError;
 use crate::vm::insn::*;
 use crate::vm::memory::Region;
 
-/// Internal opcodes, placed in the `BPF_LD` class where real programs have no valid opcode
-/// (the kernel only knows `ld_imm64` there, and cBPF's ABS/IND modes, which we refuse).
+/// Internal opcodes, placed where real programs have no valid opcode: in the `BPF_LD` class
+/// (the kernel only knows `ld_imm64` there, and cBPF's ABS/IND modes, which we refuse), and at
+/// operation or mode values no instruction of their class has. Decoding turns every real
+/// instruction with one of those codes into a fault, so an internal code always means itself.
 pub(super) mod code {
     use crate::vm::insn::{
-        BPF_ALU, BPF_ALU64, BPF_B, BPF_DW, BPF_H, BPF_LDX, BPF_ST, BPF_STX, BPF_W,
+        BPF_ALU, BPF_ALU64, BPF_B, BPF_DW, BPF_H, BPF_JMP, BPF_LDX, BPF_ST, BPF_STX, BPF_W,
     };
 
     /// `dst = *(size *)(r10 + off)`, offset proven inside the frame.
@@ -65,6 +67,9 @@ pub(super) mod code {
     pub const CALL_LOOKUP: u8 = 0xd8;
     /// Local call: `off` is the callee's entry.
     pub const LOCAL_CALL: u8 = 0xd0;
+    /// `dst = src` (`aux` 1: 32-bit, zero-extended) then a local call to `off`: the argument
+    /// set up right before a call (two slots). A JMP code no instruction has (`0xe0`).
+    pub const MOV_CALL: u8 = BPF_JMP | 0xe0;
     /// Raises `Decoded::faults[imm]`.
     pub const FAULT: u8 = 0xe0;
 
@@ -351,10 +356,12 @@ impl Decoder {
                 _ => {}
             },
             BPF_JMP | BPF_JMP32 => match insn.op & 0xf0 {
-                // ja, call and exit have no register-source form.
+                // ja, call and exit have no register-source form; 0xe0 and 0xf0 are no
+                // operations (their codes carry superinstructions).
                 BPF_JA | BPF_CALL | BPF_EXIT if insn.op & BPF_X != 0 => {
                     return self.fault(unsupported(format!("opcode {:#04x}", insn.op)))
                 }
+                0xe0 | 0xf0 => return self.fault(unsupported(format!("opcode {:#04x}", insn.op))),
                 BPF_EXIT => {}
                 BPF_CALL if class == BPF_JMP => match insn.src {
                     CALL_HELPER => match resolve_helper(insn.imm) {
@@ -636,6 +643,18 @@ fn fuse(ops: &mut [Op]) {
         }
         if let Some(rot) = shift_pair_or(a, b, c, d) {
             ops[i] = rot;
+            continue;
+        }
+        let mov32_x = BPF_ALU | BPF_MOV | BPF_X;
+        if (a.code == MOV64_X || (a.code == mov32_x && a.off == 0)) && b.code == code::LOCAL_CALL {
+            ops[i] = Op {
+                code: code::MOV_CALL,
+                dst: a.dst,
+                src: a.src,
+                off: b.off,
+                imm: 0,
+                aux: u8::from(a.code == mov32_x),
+            };
             continue;
         }
         if a.code == MOV64_X && b.code == ADD64_K && b.dst == a.dst {

@@ -344,6 +344,25 @@ unsafe fn dispatch(
                 unsafe { std::ptr::read_unaligned(ea(reg[10]) as usize as *const $t) }
             }};
         }
+        // A local call from slot `at` to `op.off`, returning to `pc`.
+        macro_rules! call {
+            ($at:expr) => {{
+                if depth + nframes + 1 >= MAX_CALL_FRAMES {
+                    return Err(VmError::CallDepthExceeded {
+                        insn: $at,
+                        max: MAX_CALL_FRAMES,
+                    });
+                }
+                frames[nframes] = Frame {
+                    ret: pc,
+                    saved: [reg[6], reg[7], reg[8], reg[9]],
+                    fp: reg[10],
+                };
+                nframes += 1;
+                reg[10] = frame_top(stack_top, depth + nframes);
+                transfer!($at, op.off as usize);
+            }};
+        }
         // An access through an address proven at decoding (`fixed`).
         macro_rules! load_fixed {
             ($t:ty, $addr:expr) => {{
@@ -605,21 +624,11 @@ unsafe fn dispatch(
                     }
                 }
             }
-            LOCAL_CALL => {
-                if depth + nframes + 1 >= MAX_CALL_FRAMES {
-                    return Err(VmError::CallDepthExceeded {
-                        insn: cur,
-                        max: MAX_CALL_FRAMES,
-                    });
-                }
-                frames[nframes] = Frame {
-                    ret: pc,
-                    saved: [reg[6], reg[7], reg[8], reg[9]],
-                    fp: reg[10],
-                };
-                nframes += 1;
-                reg[10] = frame_top(stack_top, depth + nframes);
-                transfer!(cur, op.off as usize);
+            LOCAL_CALL => call!(cur),
+            MOV_CALL => {
+                reg[dst] = if op.aux != 0 { u64::from(x32!()) } else { x64!() };
+                pc += 1;
+                call!(cur + 1)
             }
             EXIT => {
                 if nframes == 0 {

@@ -631,3 +631,32 @@ fn fixed_counters_match_their_slots() {
         .count();
     assert_eq!(fused, 3, "{codes:x?}");
 }
+
+/// An argument move fused with the local call after it does what the two slots do (a 32-bit
+/// move zero-extends), a jump onto the call itself skips the move, and a call too deep names
+/// the call's slot.
+#[test]
+fn move_and_call_match_their_slots() {
+    let text = "
+        lddw r6, 0x100000005
+        jeq r1, 1, direct
+        mov32 r1, r6
+    direct:
+        call double
+        exit
+    double:
+        mov64 r0, r1
+        add64 r0, r1
+        exit";
+    // Through the move: r1 = 5; jumping onto the call: r1 is still 1.
+    assert_eq!(run_with(text, 0, 100), Ok(10));
+    assert_eq!(run_with(text, 1, 100), Ok(2));
+    let text = "mov64 r0, 0\nf:\nmov64 r1, r10\ncall f\nexit";
+    assert_eq!(
+        run_with(text, 0, 1000),
+        Err(VmError::CallDepthExceeded {
+            insn: 2,
+            max: MAX_CALL_FRAMES
+        })
+    );
+}
