@@ -344,6 +344,17 @@ unsafe fn dispatch(
                 unsafe { std::ptr::read_unaligned(ea(reg[10]) as usize as *const $t) }
             }};
         }
+        // `x` shifted left when `left`, else logically right, by `n` masked to the width (as
+        // the shift instructions do).
+        macro_rules! shifted {
+            ($x:expr, $left:expr, $n:expr) => {
+                if $left {
+                    $x.wrapping_shl($n)
+                } else {
+                    $x.wrapping_shr($n)
+                }
+            };
+        }
         // A local call from slot `at` to `op.off`, returning to `pc`.
         macro_rules! call {
             ($at:expr) => {{
@@ -704,32 +715,16 @@ unsafe fn dispatch(
             }
             SHIFT_OR32 => {
                 let x = x32!();
-                let t = if op.aux & 1 != 0 {
-                    x.wrapping_shl(k32)
-                } else {
-                    x.wrapping_shr(k32)
-                };
-                let u = if op.aux & 2 != 0 {
-                    x.wrapping_shl(op.off as u32)
-                } else {
-                    x.wrapping_shr(op.off as u32)
-                };
+                let t = shifted!(x, op.aux & 1 != 0, k32);
+                let u = shifted!(x, op.aux & 2 != 0, op.off as u32);
                 reg[src] = u64::from(u);
                 reg[dst] = u64::from(t | u);
                 pc += 3;
             }
             SHIFT_OR64 => {
                 let x = x64!();
-                let t = if op.aux & 1 != 0 {
-                    x.wrapping_shl(k32)
-                } else {
-                    x.wrapping_shr(k32)
-                };
-                let u = if op.aux & 2 != 0 {
-                    x.wrapping_shl(op.off as u32)
-                } else {
-                    x.wrapping_shr(op.off as u32)
-                };
+                let t = shifted!(x, op.aux & 1 != 0, k32);
+                let u = shifted!(x, op.aux & 2 != 0, op.off as u32);
                 reg[src] = u;
                 reg[dst] = t | u;
                 pc += 3;

@@ -86,6 +86,12 @@ pub(super) fn prove(ops: &mut [Op], functions: &[usize], regions: &[Region]) {
         let class = op.code & 0x07;
         let mode = op.code & 0xe0;
         let len = width(op.code);
+        // The address of this op's access through a base of known value, when a fixed region
+        // allows the access there.
+        let proven = |base: Option<u64>, access| {
+            base.map(|b| b.wrapping_add(op.off as i64 as u64))
+                .filter(|&addr| allows(regions, addr, len, access))
+        };
         match op.code {
             c if c == BPF_LD | BPF_IMM | BPF_DW => {
                 known[dst] = Some(op.imm);
@@ -99,33 +105,24 @@ pub(super) fn prove(ops: &mut [Op], functions: &[usize], regions: &[Region]) {
                 known[dst] = known[dst].map(|v| v.wrapping_add(op.imm))
             }
             _ if class == BPF_LDX && mode == BPF_MEM => {
-                if let Some(base) = known[src] {
-                    let addr = base.wrapping_add(op.off as i64 as u64);
-                    if allows(regions, addr, len, Access::Read) {
-                        ops[pc].code = code::LDX_FIXED | (op.code & 0x18);
-                        ops[pc].imm = addr;
-                    }
+                if let Some(addr) = proven(known[src], Access::Read) {
+                    ops[pc].code = code::LDX_FIXED | (op.code & 0x18);
+                    ops[pc].imm = addr;
                 }
                 known[dst] = None;
             }
             _ if class == BPF_STX && mode == BPF_MEM => {
-                if let Some(base) = known[dst] {
-                    let addr = base.wrapping_add(op.off as i64 as u64);
-                    if allows(regions, addr, len, Access::Write) {
-                        ops[pc].code = code::STX_FIXED | (op.code & 0x18);
-                        ops[pc].imm = addr;
-                    }
+                if let Some(addr) = proven(known[dst], Access::Write) {
+                    ops[pc].code = code::STX_FIXED | (op.code & 0x18);
+                    ops[pc].imm = addr;
                 }
             }
             _ if class == BPF_ST && mode == BPF_MEM => {
-                if let Some(base) = known[dst] {
-                    let addr = base.wrapping_add(op.off as i64 as u64);
-                    if allows(regions, addr, len, Access::Write) {
-                        // The stored immediate moves to `off` (it is 32 bits, sign-extended).
-                        ops[pc].code = code::ST_FIXED | (op.code & 0x18);
-                        ops[pc].off = op.imm as i32;
-                        ops[pc].imm = addr;
-                    }
+                if let Some(addr) = proven(known[dst], Access::Write) {
+                    // The stored immediate moves to `off` (it is 32 bits, sign-extended).
+                    ops[pc].code = code::ST_FIXED | (op.code & 0x18);
+                    ops[pc].off = op.imm as i32;
+                    ops[pc].imm = addr;
                 }
             }
             // Stores (checked, to the stack, atomics without fetch) write no register, but an

@@ -481,6 +481,7 @@ fn accesses_through_constant_addresses_are_proven_at_decoding() {
         ]
         .contains(&(c & !0x18))
     };
+    let proven_count = |codes: &[u8]| codes.iter().filter(|&&c| proven(c)).count();
     let mut buf = [0u8; 32];
     buf[0..8].copy_from_slice(&5u64.to_le_bytes());
     let addr = buf.as_ptr() as u64;
@@ -506,27 +507,19 @@ fn accesses_through_constant_addresses_are_proven_at_decoding() {
     assert_eq!(buf[24], 15);
     // Every access in the program was proven: five, plus the load's own slot kept under the
     // op that fuses it with the ld_imm64.
-    assert_eq!(
-        codes.iter().filter(|&&c| proven(c)).count(),
-        6,
-        "{codes:x?}"
-    );
+    assert_eq!(proven_count(&codes), 6, "{codes:x?}");
 
     // Read-only: loads are proven, the store stays checked and faults at its slot.
     let text = format!("lddw r1, {addr:#x}\nldxdw r0, [r1+0]\nstxdw [r1+8], r0\nexit");
     let (result, codes) = run_fixed(&text, &mut buf, false);
     assert!(matches!(result, Err(VmError::OutOfBounds { insn: 3, .. })));
-    assert_eq!(
-        codes.iter().filter(|&&c| proven(c)).count(),
-        2,
-        "{codes:x?}"
-    );
+    assert_eq!(proven_count(&codes), 2, "{codes:x?}");
 
     // Past the region's end: checked, and faults.
     let text = format!("lddw r1, {addr:#x}\nldxdw r0, [r1+28]\nexit");
     let (result, codes) = run_fixed(&text, &mut buf, true);
     assert!(matches!(result, Err(VmError::OutOfBounds { insn: 2, .. })));
-    assert!(!codes.iter().any(|&c| proven(c)));
+    assert_eq!(proven_count(&codes), 0, "{codes:x?}");
 
     // The register is overwritten before the access, or the access is a jump target: the
     // address is not known there, so nothing is proven (and the accesses fault: r1 is 0, or
