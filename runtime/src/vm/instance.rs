@@ -194,27 +194,6 @@ struct Shared {
     needs_epoch: bool,
 }
 
-impl Shared {
-    /// The memory of every map that stays put for the map's whole life (array storage),
-    /// readable, and writable unless the program may only read it.
-    fn fixed_regions(&self) -> Vec<Region> {
-        self.maps
-            .iter()
-            .flat_map(|m| m.fixed_regions())
-            .map(|(start, len, writable)| Region {
-                start,
-                len,
-                writable,
-                kind: if writable {
-                    RegionKind::MapValue
-                } else {
-                    RegionKind::ReadOnly
-                },
-            })
-            .collect()
-    }
-}
-
 /// An instantiated program with its maps. Cheap to clone; share it between workers.
 #[derive(Clone)]
 pub struct Vm {
@@ -417,10 +396,7 @@ impl Vm {
         let mut prepared = PreparedProgram::new(p.name.clone(), p.prog_type, insns)?;
         let jit = match shared.options.engine {
             Engine::Interpreter => {
-                // The maps own the memory the program's addresses were relocated into, and
-                // the program runs only with these maps (tail-call targets come from the same
-                // object, and a reload makes new programs).
-                prepared.prove_fixed_accesses(&shared.fixed_regions());
+                prepared.prove_fixed_accesses(&shared.maps);
                 None
             }
             Engine::Jit => Some(JitProgram::compile(
@@ -600,7 +576,7 @@ impl Vm {
         handles.sort_unstable();
         env.map_handles = handles;
         if checked {
-            for region in self.shared.fixed_regions() {
+            for region in crate::vm::memory::fixed_regions(&self.shared.maps) {
                 env.memory.add_fixed(region);
             }
         }

@@ -6,10 +6,11 @@
 //! - Every load, store and atomic is checked against the regions of `env.memory` (through
 //!   copies of the regions that last allowed an access, forgotten after every helper call)
 //!   before a raw pointer is formed, so a program — verified or not — can only touch the
-//!   regions its caller registered (plus the interpreter's own stack). The one access left
-//!   unchecked is proven at decoding: through r10, inside the frame, in a program that never
-//!   writes r10. The caller guarantees that every registered region is live, mapped memory
-//!   for the whole run.
+//!   regions its caller registered (plus the interpreter's own stack). Two kinds of access
+//!   are proven at decoding instead: through r10, inside the frame, in a program that never
+//!   writes r10; and through a constant address inside the storage of an array map the
+//!   decoded program itself holds (`fixed`: global data, direct array values). The caller
+//!   guarantees that every registered region is live, mapped memory for the whole run.
 //! - Arithmetic follows the kernel: wrapping, `x / 0 = 0`, `x % 0 = x`, shifts masked, 32-bit
 //!   results zero-extended, ALU64 immediates sign-extended.
 //! - bpf-to-bpf calls get a fresh 512-byte frame carved out of one fixed stack of
@@ -83,7 +84,8 @@ impl Interpreter {
     }
 
     /// Runs `prog` with `r1`, `r2` as arguments. Every access is checked against
-    /// `env.memory` (to which the interpreter adds its stack for the duration of the run).
+    /// `env.memory` (to which the interpreter adds its stack for the duration of the run),
+    /// except those proven at decoding (see the module's invariants).
     ///
     /// The caller has called [`RunEnv::begin_run`] and registered the context and packet
     /// regions; those regions must stay valid memory for the whole run. When a helper requests

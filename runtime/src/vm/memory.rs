@@ -155,3 +155,21 @@ impl MemoryMap {
         &self.regions
     }
 }
+
+/// The memory of `maps` that stays put for each map's whole life (array storage), readable,
+/// and writable unless the program may only read it.
+pub(crate) fn fixed_regions(maps: &[std::sync::Arc<dyn crate::maps::Map>]) -> Vec<Region> {
+    maps.iter()
+        .flat_map(|m| m.fixed_regions())
+        .map(|(start, len, writable)| Region {
+            start,
+            len,
+            writable,
+            kind: if writable {
+                RegionKind::MapValue
+            } else {
+                RegionKind::ReadOnly
+            },
+        })
+        .collect()
+}

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use super::insn::{self, Insn, BPF_CALL, BPF_JMP, CALL_HELPER, CALL_KFUNC, CALL_LOCAL};
 use super::interp::Decoded;
-use super::memory::Region;
+use super::memory::fixed_regions;
 use crate::helpers;
+use crate::maps::Map;
 use crate::object::spec::ProgramType;
 
 /// Why a program cannot be prepared for execution.
@@ -116,14 +117,16 @@ impl PreparedProgram {
     }
 
     /// Decodes the interpreter's form again with loads and stores through constant addresses
-    /// (global data, direct array values) proven against `fixed` once, here, instead of on
-    /// every run.
-    ///
-    /// `fixed` must be memory that stays valid, with the permissions given, for as long as
-    /// this program can run: the storage of the array maps its addresses were relocated
-    /// against, the same regions every checked run of it registers.
-    pub(crate) fn prove_fixed_accesses(&mut self, fixed: &[Region]) {
-        self.decoded = Arc::new(Decoded::with_fixed(&self.insns, &self.functions, fixed));
+    /// (global data, direct array values) into the storage of `maps` proven once, here,
+    /// instead of on every run. The decoded form holds the maps, so that storage outlives it
+    /// wherever the program is run.
+    pub(crate) fn prove_fixed_accesses(&mut self, maps: &[Arc<dyn Map>]) {
+        let fixed = fixed_regions(maps);
+        // SAFETY: the regions are the storage of `maps` (valid for each map's whole life,
+        // `Map::fixed_regions`), which the decoded form keeps.
+        let decoded =
+            unsafe { Decoded::with_fixed(&self.insns, &self.functions, &fixed, maps.into()) };
+        self.decoded = Arc::new(decoded);
     }
 
     /// The function (index into `functions`) that contains instruction `pc`.

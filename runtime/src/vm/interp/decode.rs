@@ -5,7 +5,9 @@
 //! absolute indices, immediates are sign-extended, `ld_imm64` holds its whole value, helpers are
 //! resolved to an index into [`Decoded::helpers`], cpu-v4 sign-extending moves have codes of
 //! their own, and accesses through `r10` that provably stay inside the current frame skip the
-//! bounds check (`*_STACK` codes). Anything that can only fault (an unknown opcode, a bad width,
+//! bounds check (`*_STACK` codes), as do loads and stores through constant addresses inside
+//! map storage the decoded program holds (`*_FIXED` codes, [`super::fixed`]). Common sequences
+//! become superinstructions ([`fuse`]). Anything that can only fault (an unknown opcode, a bad width,
 //! an unknown helper, a jump out of the program) becomes a [`FAULT`] op that raises at run time
 //! exactly the error the instruction would raise, so decoding itself never fails.
 //!
@@ -14,7 +16,10 @@
 //! final instruction (or returns to a call that was the final instruction) stops there instead
 //! of leaving the stream.
 
+use std::sync::Arc;
+
 use crate::helpers::{self, Helper};
+use crate::maps::Map;
 use crate::vm::error::VmError;
 use crate::vm::insn::*;
 use crate::vm::memory::Region;
@@ -172,6 +177,9 @@ pub(crate) struct Decoded {
     pub(super) helpers: Box<[&'static Helper]>,
     /// Errors raised by [`FAULT`] ops, indexed by their `imm`.
     pub(super) faults: Box<[VmError]>,
+    /// The maps whose storage the `*_FIXED` ops access without a check, held so that the
+    /// storage lives as long as this form of the program, wherever it is run. Never read.
+    _owners: Box<[Arc<dyn Map>]>,
 }
 
 /// The helper with kernel ID `id` (unit tests add private helpers).
@@ -204,13 +212,23 @@ fn in_frame(off: i16, size: usize) -> bool {
 impl Decoded {
     /// Decodes `insns`. Never fails: what cannot run becomes a fault op.
     pub fn new(insns: &[Insn]) -> Decoded {
-        Decoded::with_fixed(insns, &[], &[])
+        // SAFETY: no fixed regions: nothing is proven.
+        unsafe { Decoded::with_fixed(insns, &[], &[], Box::new([])) }
     }
 
     /// Decodes `insns` whose function entries are `functions`, proving loads and stores
-    /// through constant addresses against `fixed`: regions that stay valid for as long as the
-    /// program can run ([`super::fixed`]).
-    pub fn with_fixed(insns: &[Insn], functions: &[usize], fixed: &[Region]) -> Decoded {
+    /// through constant addresses against `fixed` ([`super::fixed`]), and keeping `owners`.
+    ///
+    /// # Safety
+    /// Every region of `fixed` must be memory that stays valid, with the permission it gives,
+    /// for as long as the returned value (or a clone of it) exists: the storage of `owners`,
+    /// which it holds, or memory that outlives it otherwise.
+    pub unsafe fn with_fixed(
+        insns: &[Insn],
+        functions: &[usize],
+        fixed: &[Region],
+        owners: Box<[Arc<dyn Map>]>,
+    ) -> Decoded {
         let mut d = Decoder {
             ops: Vec::with_capacity(insns.len() + 1),
             helpers: Vec::new(),
@@ -250,6 +268,7 @@ impl Decoded {
             ops: d.ops.into_boxed_slice(),
             helpers: d.helpers.into_boxed_slice(),
             faults: d.faults.into_boxed_slice(),
+            _owners: owners,
         }
     }
 }
@@ -530,9 +549,10 @@ fn fixed_counter(a: Op, rest: &[Op]) -> Option<Op> {
 
 /// Replaces the first op of each common sequence by a superinstruction doing all of it.
 ///
-/// Only sequences of plain ops fuse (never a fault, a call or an internal op), and the fused op
-/// does exactly what its slots do in order, so a program runs the same whether or not a jump
-/// lands inside a sequence.
+/// Only sequences of plain ops, accesses proven at decoding and local calls fuse (never a
+/// fault or a helper call), and the fused op does exactly what its slots do in order; the
+/// later slots keep their own ops, so a program runs the same whether or not a jump lands
+/// inside a sequence.
 fn fuse(ops: &mut [Op]) {
     const MOV64_X: u8 = BPF_ALU64 | BPF_MOV | BPF_X;
     const MOV64_K: u8 = BPF_ALU64 | BPF_MOV | BPF_K;

@@ -252,9 +252,10 @@ unsafe fn dispatch(
 
     loop {
         // SAFETY: `pc` is in bounds: the entry was checked above, and every op leaves `pc` at a
-        // decoded jump target, a return address (a call's slot + 1) or its own slot + 1 or + 2
-        // (ld_imm64 and superinstructions, never past the end: ld_imm64 has its second slot,
-        // sequences their slots), all at most `ops.len() - 1`, the sentinel, which returns.
+        // decoded jump target, a return address (a call's slot + 1) or the slot after itself
+        // (ld_imm64 after its second slot, a superinstruction after the last slot of its
+        // sequence, up to + 5: never past the end, the slots exist), all at most
+        // `ops.len() - 1`, the sentinel, which returns.
         let op = unsafe { *ops.get_unchecked(pc) };
         let cur = pc;
         pc += 1;

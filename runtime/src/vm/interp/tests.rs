@@ -275,10 +275,28 @@ fn decoder_and_fusion_edge_cases() {
         .ops
         .iter()
         .all(|op| op.code != super::decode::code::STX_STACK_DW));
+    // Real opcodes with no meaning, among them every code an internal op borrows (proven
+    // accesses, counters, shift-or, move-and-call, the ALU superinstructions).
     for op in [
         BPF_JMP32 | BPF_JA | BPF_X,
         BPF_JMP | BPF_CALL | BPF_X,
         BPF_JMP | BPF_EXIT | BPF_X,
+        0xa1,
+        0xb9,
+        0xe1,
+        0xf9,
+        0xa3,
+        0xe3,
+        0xa2,
+        0xe2,
+        0xfa,
+        0xe4,
+        0xf7,
+        0xe7,
+        0xef,
+        0xe5,
+        0xf5,
+        0xe6,
     ] {
         let insns = vec![
             Insn::new(op, 0, 0, 0, 1),
@@ -336,7 +354,7 @@ fn superinstructions_match_their_slots() {
 }
 
 /// Superinstructions count every instruction they stand for: the budget is charged at each
-/// jump, call and exit for every slot run since the last one.
+/// taken jump, call and exit for every slot run since the last one.
 #[test]
 fn budget_counts_every_slot_of_superinstructions() {
     let text = "mov64 r2, r1\nadd64 r2, 1\nmov64 r0, r2\nexit";
@@ -348,6 +366,13 @@ fn budget_counts_every_slot_of_superinstructions() {
     assert_eq!(
         run_with(text, 5, 1),
         Err(VmError::BudgetExhausted { insns: 1 })
+    );
+    // Jumps that fall through are charged with the run they continue.
+    let text = "jeq r1, 1, +0\njeq r1, 1, +0\njeq r1, 1, +0\nmov64 r0, 0\nexit";
+    assert_eq!(run_with(text, 0, 5), Ok(0));
+    assert_eq!(
+        run_with(text, 0, 4),
+        Err(VmError::BudgetExhausted { insns: 4 })
     );
 }
 
@@ -456,7 +481,10 @@ fn run_fixed(text: &str, buf: &mut [u8], writable: bool) -> (Result<u64, VmError
         kind: crate::vm::memory::RegionKind::MapValue,
     };
     let mut prog = prepare(text);
-    prog.prove_fixed_accesses(&[region]);
+    // SAFETY: `buf` outlives `prog`, which is dropped at the end of this function.
+    prog.decoded = std::sync::Arc::new(unsafe {
+        Decoded::with_fixed(&prog.insns, &prog.functions, &[region], Box::new([]))
+    });
     let codes = prog.decoded.ops.iter().map(|op| op.code).collect();
     let mut env = RunEnv::default();
     env.memory.add_fixed(region);
@@ -515,12 +543,39 @@ fn accesses_through_constant_addresses_are_proven_at_decoding() {
     assert!(matches!(result, Err(VmError::OutOfBounds { insn: 3, .. })));
     assert_eq!(proven_count(&codes), 2, "{codes:x?}");
 
+    // A proven store right after the ld_imm64 (fused), the last 8 bytes of the region, and
+    // a sign-extended immediate store.
+    let text = format!(
+        "
+        lddw r1, {addr:#x}
+        stxdw [r1+0], r1
+        stdw [r1+24], -1
+        ldxdw r0, [r1+24]
+        ldxdw r2, [r1+0]
+        sub64 r2, r1
+        add64 r0, r2
+        exit"
+    );
+    let (result, codes) = run_fixed(&text, &mut buf, true);
+    assert_eq!(result, Ok(u64::MAX));
+    assert!(
+        codes.contains(&(super::decode::code::STX_ABS_FIXED | 0x18)),
+        "{codes:x?}"
+    );
+    assert_eq!(proven_count(&codes), 5, "{codes:x?}");
+    // One byte further, the same access is not provable, stays checked and faults.
+    let text = format!("lddw r1, {addr:#x}\nldxdw r0, [r1+25]\nexit");
+    let (result, codes) = run_fixed(&text, &mut buf, true);
+    assert!(matches!(result, Err(VmError::OutOfBounds { insn: 2, .. })));
+    assert_eq!(proven_count(&codes), 0, "{codes:x?}");
+
     // Past the region's end: checked, and faults.
     let text = format!("lddw r1, {addr:#x}\nldxdw r0, [r1+28]\nexit");
     let (result, codes) = run_fixed(&text, &mut buf, true);
     assert!(matches!(result, Err(VmError::OutOfBounds { insn: 2, .. })));
     assert_eq!(proven_count(&codes), 0, "{codes:x?}");
 
+    buf[0..8].copy_from_slice(&5u64.to_le_bytes());
     // The register is overwritten before the access, or the access is a jump target: the
     // address is not known there, so nothing is proven (and the accesses fault: r1 is 0, or
     // the 5 loaded from the region).
@@ -528,6 +583,8 @@ fn accesses_through_constant_addresses_are_proven_at_decoding() {
         format!("lddw r1, {addr:#x}\nmov64 r1, 0\nldxdw r0, [r1+0]\nexit"),
         format!("lddw r1, {addr:#x}\nldxdw r1, [r1+0]\nldxdw r0, [r1+0]\nexit"),
         format!("mov64 r1, 0\nja use\nlddw r1, {addr:#x}\nuse:\nldxdw r0, [r1+0]\nexit"),
+        // A call may change r1..r5 (here the callee sets r1 = 0).
+        format!("lddw r1, {addr:#x}\ncall f\nldxdw r0, [r1+0]\nexit\nf:\nmov64 r1, 0\nexit"),
     ] {
         let (result, codes) = run_fixed(&text, &mut buf, true);
         assert!(
@@ -567,19 +624,21 @@ fn shift_pair_or_matches_its_slots() {
         exit";
     let want = (x.rotate_left(13)).wrapping_add(x << 13);
     assert_eq!(run_with(text, x, 100), Ok(want));
-    // Entered at its second slot: r0 holds r1 + 1 there, not a copy of r2.
+    // Entered at its second slot: r0 holds r1 ^ 0xf0f0 there, not a copy of r2.
     let text = "
         mov64 r2, r1
         mov64 r0, r1
-        add64 r0, 1
-        jeq r1, 0, mid
+        xor64 r0, 0xf0f0
+        jne r1, 1, mid
         mov32 r0, r2
     mid:
         rsh32 r0, 27
         lsh32 r2, 5
         or32 r0, r2
         exit";
-    assert_eq!(run_with(text, 0, 100), Ok(0));
+    let y = x as u32;
+    let want = ((y ^ 0xf0f0) >> 27) | (y << 5);
+    assert_eq!(run_with(text, x, 100), Ok(u64::from(want)));
     assert_eq!(run_with(text, 1, 100), Ok(u64::from(1u32.rotate_left(5))));
 }
 
@@ -607,22 +666,37 @@ fn fixed_counters_match_their_slots() {
         ldxw r7, [r6+0]
         add32 r7, r4
         stxw [r6+0], r7
+        lddw r8, {addr:#x}
+        ldxdw r9, [r8+0]
+        add64 r9, r8
+        stxdw [r8+0], r9
         mov64 r0, r2
         add64 r0, r5
         add64 r0, r7
+        sub64 r0, r1
+        sub64 r0, r3
+        sub64 r0, r6
         exit",
         addr + 8
     );
     let (result, codes) = run_fixed(&text, &mut buf, true);
-    // 40 - 3 = 37; 37 + 37 = 74; u32::MAX + 7 wraps to 6.
-    assert_eq!(result, Ok(37 + 74 + 6));
-    assert_eq!(u64::from_le_bytes(buf[0..8].try_into().unwrap()), 74);
+    // 40 - 3 = 37; 37 + 37 = 74; u32::MAX + 7 wraps to 6; the address registers hold their
+    // addresses (subtracted again); the last counter adds its own address.
+    let want = (37u64 + 74 + 6)
+        .wrapping_sub(addr)
+        .wrapping_sub(addr)
+        .wrapping_sub(addr + 8);
+    assert_eq!(result, Ok(want));
+    assert_eq!(
+        u64::from_le_bytes(buf[0..8].try_into().unwrap()),
+        74u64.wrapping_add(addr)
+    );
     assert_eq!(u32::from_le_bytes(buf[8..12].try_into().unwrap()), 6);
     let fused = codes
         .iter()
         .filter(|&&c| c & !0x18 == super::decode::code::INC_FIXED)
         .count();
-    assert_eq!(fused, 3, "{codes:x?}");
+    assert_eq!(fused, 4, "{codes:x?}");
 }
 
 /// An argument move fused with the local call after it does what the two slots do (a 32-bit
@@ -644,6 +718,22 @@ fn move_and_call_match_their_slots() {
     // Through the move: r1 = 5; jumping onto the call: r1 is still 1.
     assert_eq!(run_with(text, 0, 100), Ok(10));
     assert_eq!(run_with(text, 1, 100), Ok(2));
+    // The call returns past itself, once: the callee counts its runs in the caller's frame.
+    let text = "
+        stdw [r10-8], 0
+        mov64 r2, r10
+        add64 r2, -8
+        mov64 r6, 3
+        mov64 r1, r6
+        call count
+        ldxdw r0, [r10-8]
+        exit
+    count:
+        ldxdw r3, [r2+0]
+        add64 r3, r1
+        stxdw [r2+0], r3
+        exit";
+    assert_eq!(run_with(text, 0, 100), Ok(3));
     let text = "mov64 r0, 0\nf:\nmov64 r1, r10\ncall f\nexit";
     assert_eq!(
         run_with(text, 0, 1000),
@@ -652,4 +742,31 @@ fn move_and_call_match_their_slots() {
             max: MAX_CALL_FRAMES
         })
     );
+}
+
+/// A program whose global-data accesses were proven at decoding holds the maps it accesses
+/// without a check: a copy of it outlives its instance, and the storage lives as long.
+#[test]
+fn proven_program_keeps_its_maps_alive() {
+    use crate::vm::instance::{Engine, SafetyPolicy, Vm, VmOptions};
+    let bytes = userxdp_programs::bytes("xdp_globals").expect("built");
+    let spec = crate::object::parse(&bytes).unwrap();
+    let opts = VmOptions {
+        engine: Engine::Interpreter,
+        safety: SafetyPolicy::Guarded,
+        ..VmOptions::default()
+    };
+    let vm = Vm::new(spec, Some(&bytes), None, opts).unwrap();
+    let bss = vm.map(".bss").unwrap().clone();
+    let program = vm.program().clone();
+    let proven = program.decoded.ops.iter().any(|op| {
+        op.code & !0x18 == super::decode::code::LDX_ABS_FIXED
+            || op.code & !0x18 == super::decode::code::INC_FIXED
+    });
+    assert!(proven, "xdp_globals has proven accesses");
+    drop(vm);
+    // Ours, and the program's.
+    assert_eq!(std::sync::Arc::strong_count(&bss), 2);
+    drop(program);
+    assert_eq!(std::sync::Arc::strong_count(&bss), 1);
 }
