@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use userxdp_bench::{empty_vm, packets, pin_current_thread};
+use userxdp_bench::{empty_vm, packets, pin_current_thread, run_batched};
 use userxdp_runtime::context::{LowMemory, XdpFrame};
 use userxdp_runtime::kernel::{self, Oracle, RawProgram};
 use userxdp_runtime::object;
@@ -68,21 +68,18 @@ fn bench_engines(c: &mut Criterion) {
             group.bench_function(BenchmarkId::from_parameter(label), |b| {
                 // Like the kernel's `repeat`: each packet runs `repeat` times in one timed
                 // block (per-run clock reads would cost as much as a run), right after the
-                // empty program on the same packet, whose time is subtracted.
+                // empty program on the same packet, whose time is subtracted; batched as in
+                // run-datapath (one epoch pin per 64 runs).
                 b.iter_custom(|iters| {
                     let repeat = (iters / PACKETS as u64).max(1);
                     let mut net = 0f64;
                     for p in &corpus {
                         frame.load(p).expect("load");
                         let start = Instant::now();
-                        for _ in 0..repeat {
-                            std::hint::black_box(empty.run_xdp(&mut frame).expect("run"));
-                        }
+                        run_batched(&mut empty, &mut frame, repeat).expect("run");
                         let base = start.elapsed().as_nanos() as f64;
                         let start = Instant::now();
-                        for _ in 0..repeat {
-                            std::hint::black_box(runner.run_xdp(&mut frame).expect("run"));
-                        }
+                        run_batched(&mut runner, &mut frame, repeat).expect("run");
                         net += start.elapsed().as_nanos() as f64 - base;
                     }
                     let runs = (repeat * PACKETS as u64) as f64;

@@ -6,7 +6,7 @@ pub mod memcache;
 pub mod packets;
 pub mod stats;
 
-pub use baseline::{empty_vm, pin_current_thread};
+pub use baseline::{empty_vm, pin_current_thread, run_batched};
 
 /// Ends a tool's `main`: on error, one line `tool: error: cause: ...` on stderr (the cause
 /// chain, never a backtrace, whatever `RUST_BACKTRACE` says) and exit status 1.

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use userxdp_bench::stats::Spread;
-use userxdp_bench::{empty_vm, packets, pin_current_thread};
+use userxdp_bench::{empty_vm, packets, pin_current_thread, run_batched};
 use userxdp_runtime::context::{XdpAction, XdpFrame};
 use userxdp_runtime::kernel::{self, Oracle, RawProgram};
 use userxdp_runtime::object;
@@ -84,7 +84,8 @@ fn resolve(obj: &str) -> Result<std::path::PathBuf> {
 
 /// Mean ns per run of `runner`, net of `empty`'s cost, over the corpus: for every packet the
 /// empty program and the program each run `repeat` times back to back, so that drift between
-/// the two measurements (frequency, cache, noise on the other core) cancels out.
+/// the two measurements (frequency, cache, noise on the other core) cancels out. Runs are
+/// batched as in `run-datapath` (one epoch pin per 64 runs).
 /// Returns (net, empty).
 fn time_user(
     runner: &mut Runner,
@@ -97,14 +98,10 @@ fn time_user(
     for p in corpus {
         frame.load(p)?;
         let start = Instant::now();
-        for _ in 0..repeat {
-            empty.run_xdp(frame)?;
-        }
+        run_batched(empty, frame, u64::from(repeat))?;
         empty_ns += start.elapsed().as_nanos();
         let start = Instant::now();
-        for _ in 0..repeat {
-            runner.run_xdp(frame)?;
-        }
+        run_batched(runner, frame, u64::from(repeat))?;
         prog_ns += start.elapsed().as_nanos();
     }
     let runs = corpus.len() as f64 * repeat as f64;
