@@ -21,12 +21,16 @@ struct Args {
     packets: usize,
     rounds: usize,
     repeat: u32,
+    /// Leave out the kernel's timing and agreement legs (`--no-kernel`): our two engines only,
+    /// in seconds instead of minutes, for working on them.
+    no_kernel: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: compare [--packets N] [--rounds R] [--repeat K] OBJ[:PROGRAM]...\n\
-         OBJ is a path or the name of a built-in program (xdp_parse, xdp_maps, ...)"
+        "usage: compare [--packets N] [--rounds R] [--repeat K] [--no-kernel] OBJ[:PROGRAM]...\n\
+         OBJ is a path or the name of a built-in program (xdp_parse, xdp_maps, ...)\n\
+         --no-kernel: JIT and interpreter only (they must agree with each other), no kernel leg"
     );
     std::process::exit(2)
 }
@@ -37,6 +41,7 @@ fn parse_args() -> Args {
         packets: 1000,
         rounds: 5,
         repeat: 50,
+        no_kernel: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -53,6 +58,7 @@ fn parse_args() -> Args {
             "--packets" => a.packets = num("--packets"),
             "--rounds" => a.rounds = num("--rounds"),
             "--repeat" => a.repeat = num("--repeat") as u32,
+            "--no-kernel" => a.no_kernel = true,
             "-h" | "--help" => usage(),
             s if s.starts_with('-') => {
                 eprintln!("compare: unknown option {s}");
@@ -140,9 +146,14 @@ fn run() -> Result<()> {
     pin_current_thread(0);
     let corpus = packets::corpus(0x5eed, args.packets);
     println!(
-        "# {} packets, {} rounds alternating kernel/jit/interp, {} runs per packet per round, all on CPU 0",
+        "# {} packets, {} rounds alternating {}, {} runs per packet per round, all on CPU 0",
         corpus.len(),
         args.rounds,
+        if args.no_kernel {
+            "jit/interp (no kernel leg: agreement is JIT with interpreter)"
+        } else {
+            "kernel/jit/interp"
+        },
         args.repeat
     );
     let mut overhead = (Vec::new(), Vec::new(), Vec::new());
@@ -174,7 +185,11 @@ fn run() -> Result<()> {
             Some(&program),
             opts(Engine::Interpreter),
         )?;
-        let oracle = Oracle::load(&bytes, None)?;
+        let oracle = if args.no_kernel {
+            None
+        } else {
+            Some(Oracle::load(&bytes, None)?)
+        };
         let (mut jr, mut ir) = (jit.runner(0), interp.runner(0));
         let mut frame = XdpFrame::new()?;
 
@@ -193,18 +208,27 @@ fn run() -> Result<()> {
                 Some(&program),
                 opts(Engine::Interpreter),
             )?;
-            let fresh_k = Oracle::load(&bytes, None)?;
+            let fresh_k = match oracle {
+                Some(_) => Some(Oracle::load(&bytes, None)?),
+                None => None,
+            };
             let (mut a, mut b) = (fresh.runner(0), fresh_i.runner(0));
             for p in &corpus {
-                let k = fresh_k.test_run(&program, p, 1)?;
                 frame.load(p)?;
                 let ja = a.run_xdp(&mut frame)?;
                 let jd = frame.meta_and_packet().to_vec();
                 frame.load(p)?;
                 let ia = b.run_xdp(&mut frame)?;
                 let id = frame.meta_and_packet().to_vec();
-                let ka = XdpAction::from_retval(k.retval as u64);
-                if ja.action != ka || ia.action != ka || jd != k.data || id != k.data {
+                // The reference: the kernel, or without it the JIT.
+                let (ra, rd) = match &fresh_k {
+                    Some(k) => {
+                        let k = k.test_run(&program, p, 1)?;
+                        (XdpAction::from_retval(k.retval as u64), k.data)
+                    }
+                    None => (ja.action, jd.clone()),
+                };
+                if ja.action != ra || ia.action != ra || jd != rd || id != rd {
                     disagree += 1;
                 }
             }
@@ -219,9 +243,11 @@ fn run() -> Result<()> {
         for _ in 0..args.rounds {
             // Net figures can come out at or below zero for programs that cost no more than
             // the empty one; they are floored at 0.1 ns so that ratios stay defined.
-            let (net, empty) = time_kernel(&oracle, &empty_k, &program, &corpus, args.repeat)?;
-            ks.push(net.max(0.1));
-            overhead.0.push(empty);
+            if let Some(oracle) = &oracle {
+                let (net, empty) = time_kernel(oracle, &empty_k, &program, &corpus, args.repeat)?;
+                ks.push(net.max(0.1));
+                overhead.0.push(empty);
+            }
             let (net, empty) = time_user(&mut jr, &mut ej, &mut frame, &corpus, args.repeat)?;
             js.push(net.max(0.1));
             overhead.1.push(empty);
@@ -231,35 +257,42 @@ fn run() -> Result<()> {
         }
         let ratio =
             |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x / y).collect() };
-        let (k, j, i) = (Spread::of(&ks), Spread::of(&js), Spread::of(&is));
-        let (jk, ij) = (Spread::of(&ratio(&js, &ks)), Spread::of(&ratio(&is, &js)));
-        let (Some(k), Some(j), Some(i), Some(jk), Some(ij)) = (k, j, i, jk, ij) else {
+        let (j, i, ij) = (
+            Spread::of(&js),
+            Spread::of(&is),
+            Spread::of(&ratio(&is, &js)),
+        );
+        let (Some(j), Some(i), Some(ij)) = (j, i, ij) else {
             bail!("no measurements");
         };
+        // Without the kernel leg its two columns say so.
+        let (k, jk) = match (Spread::of(&ks), Spread::of(&ratio(&js, &ks))) {
+            (Some(k), Some(jk)) => (
+                k.to_string(),
+                format!("{:.2} ({:.2}-{:.2})", jk.median, jk.min, jk.max),
+            ),
+            _ => ("–".to_string(), "–".to_string()),
+        };
         println!(
-            "| {}:{} | {}/{} | {k} | {j} | {i} | {:.2} ({:.2}-{:.2}) | {:.1} ({:.1}-{:.1}) |",
+            "| {}:{} | {}/{} | {k} | {j} | {i} | {jk} | {:.1} ({:.1}-{:.1}) |",
             path.file_name()
                 .map(|f| f.to_string_lossy())
                 .unwrap_or_default(),
             program,
             corpus.len() - disagree,
             corpus.len(),
-            jk.median,
-            jk.min,
-            jk.max,
             ij.median,
             ij.min,
             ij.max
         );
     }
-    if let (Some(k), Some(j), Some(i)) = (
-        Spread::of(&overhead.0),
-        Spread::of(&overhead.1),
-        Spread::of(&overhead.2),
-    ) {
+    if let (Some(j), Some(i)) = (Spread::of(&overhead.1), Spread::of(&overhead.2)) {
+        let kernel = Spread::of(&overhead.0)
+            .map(|k| format!("kernel test-run loop {k} ns, "))
+            .unwrap_or_default();
         println!(
             "\nEach column is net of that engine's own empty-program run (`r0 = XDP_PASS`), \
-             interleaved packet by packet: kernel test-run loop {k} ns, our JIT run entry {j} ns, \
+             interleaved packet by packet: {kernel}our JIT run entry {j} ns, \
              interpreter run entry {i} ns."
         );
     }
