@@ -231,12 +231,18 @@ impl Insn {
 
     /// Memory access width in bytes for LDX/ST/STX classes.
     pub const fn mem_size(self) -> usize {
-        match self.op & 0x18 {
-            BPF_W => 4,
-            BPF_H => 2,
-            BPF_B => 1,
-            _ => 8,
-        }
+        mem_width(self.op)
+    }
+}
+
+/// Width in bytes of the access an LDX/ST/STX opcode (or an interpreter code that keeps its
+/// `BPF_SIZE` field) makes.
+pub const fn mem_width(op: u8) -> usize {
+    match op & 0x18 {
+        BPF_W => 4,
+        BPF_H => 2,
+        BPF_B => 1,
+        _ => 8,
     }
 }
 

@@ -555,6 +555,7 @@ fn fixed_counter(a: Op, rest: &[Op]) -> Option<Op> {
 /// inside a sequence.
 fn fuse(ops: &mut [Op]) {
     const MOV64_X: u8 = BPF_ALU64 | BPF_MOV | BPF_X;
+    const MOV32_X: u8 = BPF_ALU | BPF_MOV | BPF_X;
     const MOV64_K: u8 = BPF_ALU64 | BPF_MOV | BPF_K;
     const MOV32_K: u8 = BPF_ALU | BPF_MOV | BPF_K;
     const ADD64_K: u8 = BPF_ALU64 | BPF_ADD | BPF_K;
@@ -665,15 +666,14 @@ fn fuse(ops: &mut [Op]) {
             ops[i] = rot;
             continue;
         }
-        let mov32_x = BPF_ALU | BPF_MOV | BPF_X;
-        if (a.code == MOV64_X || (a.code == mov32_x && a.off == 0)) && b.code == code::LOCAL_CALL {
+        if (a.code == MOV64_X || (a.code == MOV32_X && a.off == 0)) && b.code == code::LOCAL_CALL {
             ops[i] = Op {
                 code: code::MOV_CALL,
                 dst: a.dst,
                 src: a.src,
                 off: b.off,
                 imm: 0,
-                aux: u8::from(a.code == mov32_x),
+                aux: u8::from(a.code == MOV32_X),
             };
             continue;
         }

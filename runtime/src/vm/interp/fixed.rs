@@ -21,16 +21,6 @@ use super::decode::Op;
 use crate::vm::insn::*;
 use crate::vm::memory::{Access, Region};
 
-/// Width in bytes of a memory op's `BPF_SIZE` field.
-fn width(op_code: u8) -> u64 {
-    match op_code & 0x18 {
-        BPF_W => 4,
-        BPF_H => 2,
-        BPF_B => 1,
-        _ => 8,
-    }
-}
-
 /// Slots where control may arrive other than from the slot before: slot 0, function entries,
 /// jump and call targets, and the slot after any jump, call or exit.
 fn leaders(ops: &[Op], functions: &[usize]) -> Vec<bool> {
@@ -85,7 +75,7 @@ pub(super) fn prove(ops: &mut [Op], functions: &[usize], regions: &[Region]) {
         let (dst, src) = (usize::from(op.dst & 0x0f), usize::from(op.src & 0x0f));
         let class = op.code & 0x07;
         let mode = op.code & 0xe0;
-        let len = width(op.code);
+        let len = mem_width(op.code) as u64;
         // The address of this op's access through a base of known value, when a fixed region
         // allows the access there.
         let proven = |base: Option<u64>, access| {
