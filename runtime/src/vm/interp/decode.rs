@@ -30,7 +30,7 @@ use crate::vm::memory::Region;
 /// instruction with one of those codes into a fault, so an internal code always means itself.
 pub(super) mod code {
     use crate::vm::insn::{
-        BPF_ALU, BPF_ALU64, BPF_B, BPF_DW, BPF_H, BPF_JMP, BPF_LDX, BPF_ST, BPF_STX, BPF_W,
+        BPF_ALU, BPF_ALU64, BPF_B, BPF_DW, BPF_H, BPF_JMP, BPF_LDX, BPF_ST, BPF_STX, BPF_W, BPF_X,
     };
 
     /// `dst = *(size *)(r10 + off)`, offset proven inside the frame.
@@ -144,6 +144,31 @@ pub(super) mod code {
     /// `aux` 1: `if r0 == 0 goto off`, 2: `if r0 != 0 goto off`, 0: no branch. When the map
     /// is not an array it sets `dst` and continues at the call's own op.
     pub const LOOKUP_BRANCH: u8 = 0xef;
+    /// A little-endian 16-bit field read byte by byte, high byte first (clang's code for an
+    /// unaligned `__u16`): `ldxb dst, [src + off]; lsh32 dst, 8; ldxb b, [q + imm];
+    /// or32 dst, b` with `aux` = `b | q << 4` (four slots). An ALU code no instruction has
+    /// (operation `0xf0`).
+    pub const BYTES16_HI: u8 = BPF_ALU | 0xf0;
+    /// As [`BYTES16_HI`], low byte first: `ldxb dst, [src + off]; ldxb a, [q + imm];
+    /// lsh32 a, 8; or32 a, dst` with `aux` = `a | q << 4`. ALU operation `0xf0`, register
+    /// form.
+    pub const BYTES16_LO: u8 = BPF_ALU | 0xf0 | BPF_X;
+    /// A map key on the stack and its address: `dst = imm; *(size *)(r10 + off) = dst;
+    /// src = r10; src += off` (four slots). `aux` bit 0: the move is 32-bit; bit 1: the
+    /// store is 8 bytes (else 4). An ALU code no instruction has (operation `0xe0`, register
+    /// form).
+    pub const KEY_ADDR: u8 = BPF_ALU | 0xe0 | BPF_X;
+}
+
+/// Flags in the `aux` of [`code::BOUNDS`] and [`code::LOOKUP_BRANCH`] (above the 4-bit
+/// register field that `BOUNDS` keeps there).
+pub(super) mod flag {
+    /// `BOUNDS`: the jump is `if dst <= aux goto` (the limit check written the other way
+    /// round), not `if dst > aux goto`.
+    pub const BOUNDS_LE: u8 = 0x10;
+    /// `LOOKUP_BRANCH` with a null branch (`aux` 1): the op at the fall-through (`+ 4`) is an
+    /// [`INC_MEM`](super::code::INC_MEM) through r0, done by the lookup's own op.
+    pub const THEN_INC: u8 = 0x20;
 }
 
 pub(super) use code::FAULT;
@@ -264,6 +289,7 @@ impl Decoded {
         d.ops.push(end);
         super::fixed::prove(&mut d.ops, functions, fixed);
         fuse(&mut d.ops);
+        fuse_lookup_inc(&mut d.ops);
         Decoded {
             ops: d.ops.into_boxed_slice(),
             helpers: d.helpers.into_boxed_slice(),
@@ -507,6 +533,84 @@ fn shift_pair_or(a: Op, b: Op, c: Option<Op>, d: Option<Op>) -> Option<Op> {
     })
 }
 
+/// `mov d, k; stx [r10 + o], d; mov r, r10; add r, o` (`mov` of either width, a 4- or 8-byte
+/// store proven inside the frame): a map key written to the stack and its address taken for
+/// the lookup, as one [`code::KEY_ADDR`] op.
+fn key_addr(a: Op, b: Op, c: Option<Op>, d: Option<Op>) -> Option<Op> {
+    let (c, d) = (c?, d?);
+    let narrow_move = match a.code {
+        x if x == BPF_ALU64 | BPF_MOV | BPF_K => false,
+        x if x == BPF_ALU | BPF_MOV | BPF_K => true,
+        _ => return None,
+    };
+    let wide_store = match b.code {
+        code::STX_STACK_W => false,
+        code::STX_STACK_DW => true,
+        _ => return None,
+    };
+    let takes_key_address = c.code == BPF_ALU64 | BPF_MOV | BPF_X
+        && c.src == FRAME_REG
+        && d.code == BPF_ALU64 | BPF_ADD | BPF_K
+        && d.dst == c.dst
+        && d.imm as i64 == i64::from(b.off);
+    if b.src != a.dst || !takes_key_address {
+        return None;
+    }
+    Some(Op {
+        code: code::KEY_ADDR,
+        dst: a.dst,
+        src: c.dst,
+        off: b.off,
+        imm: a.imm,
+        aux: u8::from(narrow_move) | u8::from(wide_store) << 1,
+    })
+}
+
+/// `ldxb`, `ldxb`, `lsh32 8`, `or32` in either of clang's two orders (a little-endian `__u16`
+/// read a byte at a time, see [`code::BYTES16_HI`] and [`code::BYTES16_LO`]). Both loads
+/// stay checked; the fused op runs the four slots in order, whatever registers they share.
+fn bytes16(a: Op, b: Op, c: Option<Op>, d: Option<Op>) -> Option<Op> {
+    const LDX_B: u8 = BPF_LDX | BPF_MEM | BPF_B;
+    let (c, d) = (c?, d?);
+    let shl8 = |op: Op, r: u8| op.code == BPF_ALU | BPF_LSH | BPF_K && op.imm == 8 && op.dst == r;
+    let or =
+        |op: Op, r: u8, s: u8| op.code == BPF_ALU | BPF_OR | BPF_X && op.dst == r && op.src == s;
+    if a.code != LDX_B {
+        return None;
+    }
+    // High byte first: ldxb a; lsh32 a, 8; ldxb c; or32 a, c.
+    let (code, second, other) = if shl8(b, a.dst) && c.code == LDX_B && or(d, a.dst, c.dst) {
+        (code::BYTES16_HI, c, c.dst)
+    // Low byte first: ldxb a; ldxb b; lsh32 b, 8; or32 b, a.
+    } else if b.code == LDX_B && shl8(c, b.dst) && or(d, b.dst, a.dst) {
+        (code::BYTES16_LO, b, b.dst)
+    } else {
+        return None;
+    };
+    Some(Op {
+        code,
+        dst: a.dst,
+        src: a.src,
+        off: a.off,
+        imm: second.off as i64 as u64,
+        aux: other | second.src << 4,
+    })
+}
+
+/// Marks each [`code::LOOKUP_BRANCH`] with a null branch whose fall-through is an
+/// [`code::INC_MEM`] through r0 (`if (v) *v += k`, the per-CPU counter idiom), so that the
+/// lookup's op does the increment too ([`flag::THEN_INC`]).
+fn fuse_lookup_inc(ops: &mut [Op]) {
+    for i in 0..ops.len() {
+        let inc_follows = ops
+            .get(i + 4)
+            .is_some_and(|n| n.code == code::INC_MEM && n.src == 0);
+        if ops[i].code == code::LOOKUP_BRANCH && ops[i].aux == 1 && inc_follows {
+            ops[i].aux |= flag::THEN_INC;
+        }
+    }
+}
+
 /// `ld_imm64 a, X; ldx v, [a + 0]; add v, k|x; stx [a + 0], v` with both accesses proven at
 /// X (a counter in global data), as one [`code::INC_FIXED`] op; `a` is the ld_imm64 and
 /// `rest` the slots after its two.
@@ -560,6 +664,7 @@ fn fuse(ops: &mut [Op]) {
     const MOV32_K: u8 = BPF_ALU | BPF_MOV | BPF_K;
     const ADD64_K: u8 = BPF_ALU64 | BPF_ADD | BPF_K;
     const JGT_X: u8 = BPF_JMP | BPF_JGT | BPF_X;
+    const JLE_X: u8 = BPF_JMP | BPF_JLE | BPF_X;
     const ADD32_K: u8 = BPF_ALU | BPF_ADD | BPF_K;
     const JEQ_K: u8 = BPF_JMP | BPF_JEQ | BPF_K;
     const JNE_K: u8 = BPF_JMP | BPF_JNE | BPF_K;
@@ -677,8 +782,16 @@ fn fuse(ops: &mut [Op]) {
             };
             continue;
         }
+        if let Some(key) = key_addr(a, b, c, d) {
+            ops[i] = key;
+            continue;
+        }
+        if let Some(bytes) = bytes16(a, b, c, d) {
+            ops[i] = bytes;
+            continue;
+        }
         if a.code == MOV64_X && b.code == ADD64_K && b.dst == a.dst {
-            let bounds = c.filter(|c| c.code == JGT_X && c.dst == a.dst);
+            let bounds = c.filter(|c| (c.code == JGT_X || c.code == JLE_X) && c.dst == a.dst);
             ops[i] = Op {
                 code: if bounds.is_some() {
                     code::BOUNDS
@@ -689,7 +802,9 @@ fn fuse(ops: &mut [Op]) {
                 src: a.src,
                 off: bounds.map_or(0, |c| c.off),
                 imm: b.imm,
-                aux: bounds.map_or(0, |c| c.src),
+                aux: bounds.map_or(0, |c| {
+                    c.src | if c.code == JLE_X { flag::BOUNDS_LE } else { 0 }
+                }),
             };
         } else if (a.code == MOV64_K || a.code == MOV32_K)
             && (b.code == code::STX_STACK_W || b.code == code::STX_STACK_DW)

@@ -1,6 +1,7 @@
 //! The dispatch loop: one `match` on the (pre-decoded) opcode byte per instruction.
 
 use super::decode::code::*;
+use super::decode::flag;
 use super::inline::{self, KnownHandle};
 use super::mem::{self, Windows, ORDER};
 use super::Machine;
@@ -373,6 +374,29 @@ unsafe fn dispatch(
                 nframes += 1;
                 reg[10] = frame_top(stack_top, depth + nframes);
                 transfer!($at, op.off as usize);
+            }};
+        }
+        // The INC_MEM `$inc` at slot `$at`: `*(size *)(src + off) += imm`, the sum left in
+        // `dst` (three slots; faults name the load's and the store's own slots).
+        macro_rules! inc_mem {
+            ($inc:expr, $at:expr) => {{
+                let inc = $inc;
+                let addr = reg[usize::from(inc.src & 0x0f)].wrapping_add(inc.off as i64 as u64);
+                let v = if inc.aux & 1 == 0 {
+                    let v = load_at!(u64, addr, $at).wrapping_add(inc.imm);
+                    store_at!(u64, addr, v, $at + 2);
+                    v
+                } else {
+                    let old = u64::from(load_at!(u32, addr, $at));
+                    let v = if inc.aux & 2 == 0 {
+                        old.wrapping_add(inc.imm)
+                    } else {
+                        u64::from((old as u32).wrapping_add(inc.imm as u32))
+                    };
+                    store_at!(u32, addr, v as u32, $at + 2);
+                    v
+                };
+                reg[usize::from(inc.dst & 0x0f)] = v;
             }};
         }
         // An access through an address proven at decoding (`fixed`).
@@ -799,11 +823,37 @@ unsafe fn dispatch(
                 reg[dst] = v;
                 // Read after the write: the limit may be the register just computed.
                 let end = reg[usize::from(op.aux & 0x0f)];
-                if v > end {
+                // `v > end`, or its negation for a check written `if v <= end goto`.
+                if (v > end) != (op.aux & flag::BOUNDS_LE != 0) {
                     transfer!(cur + 2, op.off as usize)
                 } else {
                     pc = cur + 3;
                 }
+            }
+            KEY_ADDR => {
+                reg[dst] = if op.aux & 1 != 0 { u64::from(k32) } else { k64 };
+                if op.aux & 2 == 0 {
+                    store_stack!(u32, reg[dst] as u32);
+                } else {
+                    store_stack!(u64, reg[dst]);
+                }
+                reg[src] = ea(reg[usize::from(FRAME_REG)]);
+                pc = cur + 4;
+            }
+            BYTES16_HI => {
+                let (low, base) = (usize::from(op.aux & 0x0f), usize::from(op.aux >> 4));
+                reg[dst] = u64::from(load!(u8, ea(x64!())));
+                reg[dst] = u64::from((reg[dst] as u32) << 8);
+                reg[low] = u64::from(load_at!(u8, reg[base].wrapping_add(k64), cur + 2));
+                reg[dst] = u64::from(reg[dst] as u32 | reg[low] as u32);
+                pc = cur + 4;
+            }
+            BYTES16_LO => {
+                let (high, base) = (usize::from(op.aux & 0x0f), usize::from(op.aux >> 4));
+                reg[dst] = u64::from(load!(u8, ea(x64!())));
+                reg[high] = u64::from(load_at!(u8, reg[base].wrapping_add(k64), cur + 1));
+                reg[high] = u64::from((reg[high] as u32) << 8 | reg[dst] as u32);
+                pc = cur + 4;
             }
             SET_STACK_W | SET_STACK_DW => {
                 reg[dst] = if op.aux == 1 { u64::from(k32) } else { k64 };
@@ -857,22 +907,7 @@ unsafe fn dispatch(
                 pc += 2;
             }
             INC_MEM => {
-                let addr = ea(x64!());
-                let v = if op.aux & 1 == 0 {
-                    let v = load!(u64, addr).wrapping_add(k64);
-                    store_at!(u64, addr, v, cur + 2);
-                    v
-                } else {
-                    let old = u64::from(load!(u32, addr));
-                    let v = if op.aux & 2 == 0 {
-                        old.wrapping_add(k64)
-                    } else {
-                        u64::from((old as u32).wrapping_add(k32))
-                    };
-                    store_at!(u32, addr, v as u32, cur + 2);
-                    v
-                };
-                reg[dst] = v;
+                inc_mem!(op, cur);
                 pc += 2;
             }
             LOOKUP_BRANCH => {
@@ -883,9 +918,17 @@ unsafe fn dispatch(
                 } {
                     Some(r0) => {
                         reg[0] = r0;
-                        match op.aux {
+                        match op.aux & 3 {
                             1 if r0 == 0 => transfer!(cur + 3, op.off as usize),
                             2 if r0 != 0 => transfer!(cur + 3, op.off as usize),
+                            1 if op.aux & flag::THEN_INC != 0 => {
+                                // SAFETY: decoding set THEN_INC only where slot `cur + 4`
+                                // exists and holds an INC_MEM (three slots, the last at most
+                                // the sentinel's predecessor).
+                                let inc = unsafe { *ops.get_unchecked(cur + 4) };
+                                inc_mem!(inc, cur + 4);
+                                pc = cur + 7;
+                            }
                             1 | 2 => pc = cur + 4,
                             _ => pc = cur + 3,
                         }

@@ -173,8 +173,10 @@ impl Windows {
         if set[0].covers(addr, len) {
             return Ok(());
         }
+        // No reordering on a hit in the second way: swapping the two windows costs more than
+        // it saves (the copy back reads what was just stored as halves, a store-forwarding
+        // stall), and a program alternating between two regions would swap on every access.
         if set[1].covers(addr, len) {
-            set.swap(0, 1);
             return Ok(());
         }
         if self.stack.covers(addr, len) {

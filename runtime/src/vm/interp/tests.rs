@@ -297,6 +297,9 @@ fn decoder_and_fusion_edge_cases() {
         0xe5,
         0xf5,
         0xe6,
+        0xf4,
+        0xfc,
+        0xec,
     ] {
         let insns = vec![
             Insn::new(op, 0, 0, 0, 1),
@@ -769,4 +772,212 @@ fn proven_program_keeps_its_maps_alive() {
     assert_eq!(std::sync::Arc::strong_count(&bss), 2);
     drop(program);
     assert_eq!(std::sync::Arc::strong_count(&bss), 1);
+}
+
+/// The codes of `text` after decoding (to see which sequences fused).
+fn decoded_codes(text: &str) -> Vec<u8> {
+    prepare(text).decoded.ops.iter().map(|op| op.code).collect()
+}
+
+/// A little-endian `__u16` read a byte at a time (clang's two orders) runs as one op that
+/// leaves both registers as the slots do, with each load checked and a fault naming its own
+/// slot; a jump into the middle runs the slots.
+#[test]
+fn byte_pairs_match_their_slots() {
+    use super::decode::code::{BYTES16_HI, BYTES16_LO};
+    let mut buf = [0u8; 32];
+    buf[12] = 0x08;
+    buf[13] = 0x86;
+    buf[20] = 0xdd;
+    buf[21] = 0x81;
+    // High byte first (r2 = 0x8608, r3 = 0x08), then low byte first (r4 = 0xdd,
+    // r5 = 0x81dd).
+    let text = "
+        ldxb r2, [r1+13]
+        lsh32 r2, 8
+        ldxb r3, [r1+12]
+        or32 r2, r3
+        ldxb r4, [r1+20]
+        ldxb r5, [r1+21]
+        lsh32 r5, 8
+        or32 r5, r4
+        mov64 r0, r2
+        lsh64 r0, 32
+        or64 r0, r5
+        lsh64 r3, 16
+        or64 r0, r3
+        lsh64 r4, 24
+        add64 r0, r4
+        exit";
+    let codes = decoded_codes(text);
+    assert_eq!((codes[0], codes[4]), (BYTES16_HI, BYTES16_LO), "{codes:x?}");
+    let want = (0x8608u64 << 32 | 0x81dd | 0x08 << 16) + (0xdd << 24);
+    assert_eq!(run_on(text, &mut buf), Ok(want));
+    // The second load's base is the register the first one wrote (low byte first).
+    let text = "
+        mov64 r6, r1
+        stb [r1+0], 3
+        ldxb r1, [r6+0]
+        add64 r1, r6
+        ldxb r1, [r6+0]
+        ldxb r2, [r1+0]
+        lsh32 r2, 8
+        or32 r2, r1
+        mov64 r0, r2
+        exit";
+    assert!(matches!(decoded_codes(text)[4], BYTES16_LO));
+    // r1 = 3, then [r1 + 0] is address 3: out of bounds at the second load's slot.
+    assert!(matches!(
+        run_on(text, &mut buf),
+        Err(VmError::OutOfBounds {
+            insn: 5,
+            addr: 3,
+            ..
+        })
+    ));
+    // Out of bounds at each load's own slot, high byte first.
+    let text = "ldxb r2, [r1+40]\nlsh32 r2, 8\nldxb r3, [r1+0]\nor32 r2, r3\nexit";
+    assert!(matches!(
+        run_on(text, &mut buf),
+        Err(VmError::OutOfBounds { insn: 0, .. })
+    ));
+    let text = "ldxb r2, [r1+0]\nlsh32 r2, 8\nldxb r3, [r1+32]\nor32 r2, r3\nexit";
+    assert!(matches!(
+        run_on(text, &mut buf),
+        Err(VmError::OutOfBounds { insn: 2, .. })
+    ));
+    // Entered at the shift: r2 keeps what it had (0x7f), shifted, or the low byte.
+    let text = "
+        mov64 r2, 0x7f
+        jeq r2, 0x7f, mid
+        ldxb r2, [r1+13]
+    mid:
+        lsh32 r2, 8
+        ldxb r3, [r1+12]
+        or32 r2, r3
+        mov64 r0, r2
+        exit";
+    assert_eq!(run_on(text, &mut buf), Ok(0x7f08));
+}
+
+/// A map key stored on the stack and its address taken (four slots) runs as one op: the key
+/// reads back through the address, both registers hold what the slots leave, in both widths.
+#[test]
+fn key_addresses_match_their_slots() {
+    let text = "
+        mov32 r1, -1
+        stxw [r10-8], r1
+        mov64 r2, r10
+        add64 r2, -8
+        ldxw r0, [r2+0]
+        add64 r0, r1
+        mov64 r3, -2
+        stxdw [r10-24], r3
+        mov64 r4, r10
+        add64 r4, -24
+        ldxdw r5, [r4+0]
+        add64 r0, r5
+        sub64 r4, r2
+        add64 r0, r4
+        exit";
+    let codes = decoded_codes(text);
+    assert_eq!(codes[0], super::decode::code::KEY_ADDR, "{codes:x?}");
+    assert_eq!(codes[6], super::decode::code::KEY_ADDR, "{codes:x?}");
+    // 2 * 0xffff_ffff - 2 + (-16).
+    let want = (2u64 * 0xffff_ffff).wrapping_sub(2).wrapping_sub(16);
+    assert_eq!(run_with(text, 0, 100), Ok(want));
+    // An address other than the key's is not this idiom.
+    let text = "mov64 r1, 1\nstxw [r10-8], r1\nmov64 r2, r10\nadd64 r2, -4\nmov64 r0, 0\nexit";
+    assert_ne!(decoded_codes(text)[0], super::decode::code::KEY_ADDR);
+}
+
+/// A bounds check written `if end >= p + n` (`jle`) fuses like the `jgt` form, taken and not
+/// taken.
+#[test]
+fn bounds_checks_written_either_way_match_their_slots() {
+    let text = "
+        mov64 r3, 100
+        mov64 r2, r1
+        add64 r2, 14
+        jle r2, r3, ok
+        mov64 r0, 1
+        exit
+    ok:
+        mov64 r0, r2
+        exit";
+    let codes = decoded_codes(text);
+    assert_eq!(codes[1], super::decode::code::BOUNDS, "{codes:x?}");
+    assert_eq!(run_with(text, 86, 100), Ok(100));
+    assert_eq!(run_with(text, 87, 100), Ok(1));
+    assert_eq!(run_with(text, u64::MAX - 13, 100), Ok(0));
+}
+
+/// A per-CPU-counter style update after an inline array lookup (`if (v) *v += 1`) is done by
+/// the lookup's op: the counter moves, a miss takes the branch, and an increment of a map
+/// the program may only read faults at the store's own slot, as unfused.
+#[test]
+fn lookup_then_increment_matches_its_slots() {
+    use crate::maps::{self, MapHandle};
+    use crate::object::MapSpec;
+    let array = |flags| {
+        let spec = MapSpec {
+            name: "counts".into(),
+            map_type: maps::types::ARRAY,
+            key_size: 4,
+            value_size: 8,
+            max_entries: 4,
+            flags,
+            ..MapSpec::default()
+        };
+        MapHandle::new(maps::create(&spec, 1).expect("array"))
+    };
+    let run_counter = |handle: &MapHandle, key: u32| {
+        let addr = handle as *const MapHandle as u64;
+        let text = format!(
+            "
+            mov32 r1, {key}
+            stxw [r10-4], r1
+            mov64 r2, r10
+            add64 r2, -4
+            lddw r1, {addr:#x}
+            call 1
+            jeq r0, 0, miss
+            ldxdw r1, [r0+0]
+            add64 r1, 5
+            stxdw [r0+0], r1
+            mov64 r0, r1
+            exit
+        miss:
+            mov64 r0, 99
+            exit"
+        );
+        let prog = PreparedProgram::new("t", ProgramType::Xdp, assemble(&text).unwrap()).unwrap();
+        let flagged = prog.decoded.ops.iter().any(|op| {
+            op.code == super::decode::code::LOOKUP_BRANCH
+                && op.aux & super::decode::flag::THEN_INC != 0
+        });
+        assert!(flagged);
+        let mut env = RunEnv::default();
+        env.begin_run();
+        env.map_handles.push(addr);
+        for (start, len, writable) in handle.map.fixed_regions() {
+            env.memory.add(crate::vm::memory::Region {
+                start,
+                len,
+                writable,
+                kind: crate::vm::memory::RegionKind::MapValue,
+            });
+        }
+        Interpreter::default().run(&prog, &mut env, 0, 0)
+    };
+    let counts = array(0);
+    assert_eq!(run_counter(&counts, 2), Ok(5));
+    assert_eq!(run_counter(&counts, 2), Ok(10));
+    assert_eq!(run_counter(&counts, 4), Ok(99));
+    // Read-only for programs: the load (slot 8) passes, the store (slot 10) faults.
+    let read_only = array(crate::maps::BPF_F_RDONLY_PROG);
+    assert!(matches!(
+        run_counter(&read_only, 1),
+        Err(VmError::OutOfBounds { insn: 10, .. })
+    ));
 }
