@@ -22,7 +22,7 @@ use crate::helpers::{self, Helper};
 use crate::maps::Map;
 use crate::vm::error::VmError;
 use crate::vm::insn::*;
-use crate::vm::memory::Region;
+use crate::vm::memory::{Access, Region};
 
 /// Internal opcodes, placed where real programs have no valid opcode: in the `BPF_LD` class
 /// (the kernel only knows `ld_imm64` there, and cBPF's ABS/IND modes, which we refuse), and at
@@ -158,6 +158,11 @@ pub(super) mod code {
     /// store is 8 bytes (else 4). An ALU code no instruction has (operation `0xe0`, register
     /// form).
     pub const KEY_ADDR: u8 = BPF_ALU | 0xe0 | BPF_X;
+    /// clang's unsigned remainder when the divisor is not known to be a power of two:
+    /// `mov64 t, dst; div64 t, y; mul64 t, y; sub64 dst, t` with `y` = `src` (or `imm` when
+    /// `aux` bit 4 is set) and `t` = `aux & 0xf` (four slots, run in order). An ALU64 code no
+    /// instruction has (operation `0xf0`, register form).
+    pub const UREM64: u8 = BPF_ALU64 | 0xf0 | BPF_X;
 }
 
 /// Flags in the `aux` of [`code::BOUNDS`] and [`code::LOOKUP_BRANCH`] (above the 4-bit
@@ -169,6 +174,8 @@ pub(super) mod flag {
     /// `LOOKUP_BRANCH` with a null branch (`aux` 1): the op at the fall-through (`+ 4`) is an
     /// [`INC_MEM`](super::code::INC_MEM) through r0, done by the lookup's own op.
     pub const THEN_INC: u8 = 0x20;
+    /// `UREM64`: the divisor is the immediate.
+    pub const UREM_BY_IMM: u8 = 0x10;
 }
 
 pub(super) use code::FAULT;
@@ -288,7 +295,7 @@ impl Decoded {
         });
         d.ops.push(end);
         super::fixed::prove(&mut d.ops, functions, fixed);
-        fuse(&mut d.ops);
+        fuse(&mut d.ops, fixed);
         fuse_lookup_inc(&mut d.ops);
         Decoded {
             ops: d.ops.into_boxed_slice(),
@@ -597,6 +604,37 @@ fn bytes16(a: Op, b: Op, c: Option<Op>, d: Option<Op>) -> Option<Op> {
     })
 }
 
+/// `mov64 t, x; div64 t, y; mul64 t, y; sub64 x, t` (unsigned, `y` a register or an
+/// immediate): `x %= y` as clang writes it, leaving `t = x / y * y`, as one
+/// [`code::UREM64`] op.
+fn urem64(a: Op, b: Op, c: Option<Op>, d: Option<Op>) -> Option<Op> {
+    let (c, d) = (c?, d?);
+    let (t, x) = (a.dst, a.src);
+    let by_imm = match b.code {
+        v if v == BPF_ALU64 | BPF_DIV | BPF_X => false,
+        v if v == BPF_ALU64 | BPF_DIV | BPF_K => true,
+        _ => return None,
+    };
+    let mul = BPF_ALU64 | BPF_MUL | (b.code & BPF_X);
+    let same_divisor = c.code == mul && c.src == b.src && c.imm == b.imm;
+    let is_idiom = a.code == BPF_ALU64 | BPF_MOV | BPF_X
+        && b.dst == t
+        && b.off == 0
+        && c.dst == t
+        && same_divisor
+        && d.code == BPF_ALU64 | BPF_SUB | BPF_X
+        && d.dst == x
+        && d.src == t;
+    is_idiom.then_some(Op {
+        code: code::UREM64,
+        dst: x,
+        src: b.src,
+        off: 0,
+        imm: b.imm,
+        aux: t | if by_imm { flag::UREM_BY_IMM } else { 0 },
+    })
+}
+
 /// Marks each [`code::LOOKUP_BRANCH`] with a null branch whose fall-through is an
 /// [`code::INC_MEM`] through r0 (`if (v) *v += k`, the per-CPU counter idiom), so that the
 /// lookup's op does the increment too ([`flag::THEN_INC`]).
@@ -657,7 +695,7 @@ fn fixed_counter(a: Op, rest: &[Op]) -> Option<Op> {
 /// fault or a helper call), and the fused op does exactly what its slots do in order; the
 /// later slots keep their own ops, so a program runs the same whether or not a jump lands
 /// inside a sequence.
-fn fuse(ops: &mut [Op]) {
+fn fuse(ops: &mut [Op], fixed: &[Region]) {
     const MOV64_X: u8 = BPF_ALU64 | BPF_MOV | BPF_X;
     const MOV32_X: u8 = BPF_ALU | BPF_MOV | BPF_X;
     const MOV64_K: u8 = BPF_ALU64 | BPF_MOV | BPF_K;
@@ -682,8 +720,19 @@ fn fuse(ops: &mut [Op]) {
                 ops[i] = inc;
                 continue;
             }
-            let proven_load = class_mode(m.code) == code::LDX_FIXED;
-            let proven_store = class_mode(m.code) == code::STX_FIXED;
+            // Proven for every path into the access, or for this one: the address is the
+            // ld_imm64's own value (the access slot itself may be reached from elsewhere).
+            let here = |access| {
+                let addr = a.imm.wrapping_add(m.off as i64 as u64);
+                let len = mem_width(m.code) as u64;
+                fixed.iter().any(|r| r.contains(addr, len, access))
+            };
+            let plain_load = class_mode(m.code) == BPF_LDX | BPF_MEM && m.src == a.dst;
+            let plain_store = class_mode(m.code) == BPF_STX | BPF_MEM && m.dst == a.dst;
+            let proven_load =
+                class_mode(m.code) == code::LDX_FIXED || (plain_load && here(Access::Read));
+            let proven_store =
+                class_mode(m.code) == code::STX_FIXED || (plain_store && here(Access::Write));
             if (proven_load && m.src == a.dst) || (proven_store && m.dst == a.dst) {
                 // The access was proven through this very ld_imm64's register: the fused op
                 // sets the register and accesses `imm + off` (the address it proved) directly.
@@ -766,6 +815,10 @@ fn fuse(ops: &mut [Op]) {
                     continue;
                 }
             }
+        }
+        if let Some(rem) = urem64(a, b, c, d) {
+            ops[i] = rem;
+            continue;
         }
         if let Some(rot) = shift_pair_or(a, b, c, d) {
             ops[i] = rot;

@@ -855,6 +855,22 @@ unsafe fn dispatch(
                 reg[high] = u64::from((reg[high] as u32) << 8 | reg[dst] as u32);
                 pc = cur + 4;
             }
+            UREM64 => {
+                let t = usize::from(op.aux & 0x0f);
+                // The four slots in order: `t` may be any register, even the divisor.
+                let divisor = |reg: &[u64; 16]| {
+                    if op.aux & flag::UREM_BY_IMM != 0 {
+                        k64
+                    } else {
+                        reg[src]
+                    }
+                };
+                reg[t] = reg[dst];
+                reg[t] = udiv64(reg[t], divisor(&reg));
+                reg[t] = reg[t].wrapping_mul(divisor(&reg));
+                reg[dst] = reg[dst].wrapping_sub(reg[t]);
+                pc = cur + 4;
+            }
             SET_STACK_W | SET_STACK_DW => {
                 reg[dst] = if op.aux == 1 { u64::from(k32) } else { k64 };
                 if op.code == SET_STACK_W {

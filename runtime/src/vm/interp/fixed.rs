@@ -12,7 +12,9 @@
 //! Soundness rests on two facts. The constant is exact: only `ld_imm64`, `mov64 k`, `mov64 x`
 //! of a known register and `add64 k` on one make a register known, every other write forgets
 //! it, and all knowledge is dropped at every slot where control can arrive from elsewhere
-//! (jump targets, function entries, the slot after a jump or call). And the region outlives the
+//! (jump targets, function entries, the slot after a `ja`, `exit` or call). The slot after a
+//! conditional jump that is no target is reached only by falling through, with the state the
+//! jump left (it writes no register), so knowledge flows on. And the region outlives the
 //! program: the maps whose storage the regions are own the program's relocated addresses too
 //! (the JIT embeds the same addresses), and a program only ever runs with its own maps.
 
@@ -22,7 +24,8 @@ use crate::vm::insn::*;
 use crate::vm::memory::{Access, Region};
 
 /// Slots where control may arrive other than from the slot before: slot 0, function entries,
-/// jump and call targets, and the slot after any jump, call or exit.
+/// jump and call targets, and the slot after an unconditional jump, a call or an exit (a
+/// return address, or code only a jump reaches).
 fn leaders(ops: &[Op], functions: &[usize]) -> Vec<bool> {
     let mut lead = vec![false; ops.len()];
     lead[0] = true;
@@ -38,11 +41,14 @@ fn leaders(ops: &[Op], functions: &[usize]) -> Vec<bool> {
         if !is_control {
             continue;
         }
-        if let Some(next) = lead.get_mut(pc + 1) {
-            *next = true;
-        }
         let is_jump =
             matches!(class, BPF_JMP | BPF_JMP32) && !matches!(op.code & 0xf0, BPF_CALL | BPF_EXIT);
+        let conditional = is_jump && op.code != BPF_JMP | BPF_JA;
+        if !conditional {
+            if let Some(next) = lead.get_mut(pc + 1) {
+                *next = true;
+            }
+        }
         if is_jump || op.code == code::LOCAL_CALL {
             if let Some(t) = usize::try_from(op.off).ok().and_then(|t| lead.get_mut(t)) {
                 *t = true;
@@ -130,8 +136,8 @@ pub(super) fn prove(ops: &mut [Op], functions: &[usize], regions: &[Region]) {
             {
                 known[dst] = None
             }
-            // Conditional jumps, `ja` and `exit` write nothing; the slot after them is a
-            // leader anyway.
+            // Conditional jumps, `ja` and `exit` write nothing (the state flows on to a
+            // conditional jump's fall-through; the slot after the others is a leader).
             _ if matches!(class, BPF_JMP | BPF_JMP32) && op.code & 0xf0 != BPF_CALL => {}
             // Everything else (calls, `movsx`, faults) may write r0..r5 or its destination:
             // forget all of it.

@@ -300,6 +300,7 @@ fn decoder_and_fusion_edge_cases() {
         0xf4,
         0xfc,
         0xec,
+        0xff,
     ] {
         let insns = vec![
             Insn::new(op, 0, 0, 0, 1),
@@ -597,6 +598,56 @@ fn accesses_through_constant_addresses_are_proven_at_decoding() {
         // The last access (before `exit` and the sentinel) stays checked.
         assert!(!proven(codes[codes.len() - 3]), "{text}: {codes:x?}");
     }
+
+    // Knowledge flows past a conditional jump to its fall-through (reached from nowhere
+    // else): the load after it is proven, and reads the region (r2 is 0: not taken).
+    let text = format!(
+        "lddw r1, {addr:#x}\njeq r2, 1, out\nldxdw r0, [r1+0]\nexit\nout:\nmov64 r0, 1\nexit"
+    );
+    let (result, codes) = run_fixed(&text, &mut buf, true);
+    assert_eq!(result, Ok(5));
+    assert_eq!(codes[3], code::LDX_FIXED | 0x18, "{codes:x?}");
+    // An ld_imm64 fused with an access that is itself a jump target: the fused op proves the
+    // address it loads; the access's own slot, reached with another r1, stays checked.
+    let text =
+        format!("mov64 r1, 0\njeq r2, 1, use\nlddw r1, {addr:#x}\nuse:\nldxdw r0, [r1+0]\nexit");
+    let (result, codes) = run_fixed(&text, &mut buf, true);
+    assert_eq!(result, Ok(5));
+    assert_eq!(codes[2], code::LDX_ABS_FIXED | 0x18, "{codes:x?}");
+    assert!(!proven(codes[4]), "{codes:x?}");
+}
+
+/// clang's unsigned remainder (`mov`, `div`, `mul`, `sub`) runs as one op that leaves both
+/// registers as the four slots do: by a register or an immediate, by zero (`x % 0 = x`), with
+/// the scratch register as the divisor; a signed division is not this idiom.
+#[test]
+fn unsigned_remainders_match_their_slots() {
+    use super::decode::code::UREM64;
+    let text = "
+        mov64 r2, 7
+        mov64 r3, r1
+        div64 r3, r2
+        mul64 r3, r2
+        sub64 r1, r3
+        mov64 r0, r1
+        lsh64 r0, 32
+        add64 r0, r3
+        exit";
+    assert_eq!(decoded_codes(text)[1], UREM64);
+    // 100 % 7 = 2, t = 98.
+    assert_eq!(run_with(text, 100, 100), Ok(2 << 32 | 98));
+    let by_zero = text.replace("mov64 r2, 7", "mov64 r2, 0");
+    assert_eq!(run_with(&by_zero, 100, 100), Ok(100 << 32));
+    let by_imm = "mov64 r3, r1\ndiv64 r3, 10\nmul64 r3, 10\nsub64 r1, r3\nmov64 r0, r1\nexit";
+    assert_eq!(decoded_codes(by_imm)[0], UREM64);
+    assert_eq!(run_with(by_imm, 1234, 100), Ok(4));
+    // The scratch register is the divisor: t = x / x = 1, t * t = 1, x - 1.
+    let own = "mov64 r3, r1\ndiv64 r3, r3\nmul64 r3, r3\nsub64 r1, r3\nmov64 r0, r1\nexit";
+    assert_eq!(decoded_codes(own)[0], UREM64);
+    assert_eq!(run_with(own, 50, 100), Ok(49));
+    let signed = "mov64 r3, r1\nsdiv64 r3, 10\nmul64 r3, 10\nsub64 r1, r3\nmov64 r0, r1\nexit";
+    assert_ne!(decoded_codes(signed)[0], UREM64);
+    assert_eq!(run_with(signed, (-1234i64) as u64, 100), Ok((-4i64) as u64));
 }
 
 /// The shift-pair-or superinstruction (the rotate idiom) leaves both registers as its four
