@@ -134,6 +134,13 @@ impl RunEnv {
         });
     }
 
+    /// The fault of a map argument that is none of the program's maps.
+    #[cold]
+    #[inline(never)]
+    fn raise_not_a_map(&mut self, helper: &'static str, addr: u64) {
+        self.raise(helper, format!("{addr:#x} is not a map of this program"));
+    }
+
     /// Takes the fault a helper raised, attributing it to instruction `insn`.
     pub fn take_fault(&mut self, insn: usize) -> VmError {
         self.fault_flag = 0;
@@ -154,6 +161,10 @@ impl RunEnv {
 
     /// In checked runs, whether a helper may access `[addr, addr+len)`; raises a fault if not.
     /// Always true in trusted runs (the kernel verifier proved the access).
+    ///
+    /// Inlined into every helper: a trusted run pays one test of `checked`, and the fault's
+    /// formatting stays out of line.
+    #[inline(always)]
     pub fn check_helper_mem(
         &mut self,
         helper: &'static str,
@@ -164,11 +175,18 @@ impl RunEnv {
         if !self.checked || len == 0 || self.memory.allows(addr, len, access) {
             return true;
         }
+        self.raise_outside(helper, addr, len, access);
+        false
+    }
+
+    /// The fault of a helper access outside the program's memory.
+    #[cold]
+    #[inline(never)]
+    fn raise_outside(&mut self, helper: &'static str, addr: u64, len: u64, access: Access) {
         self.raise(
             helper,
             format!("{access} of {len} bytes at {addr:#x} is outside the program's memory"),
         );
-        false
     }
 
     /// Resolves a map argument of a helper. In checked runs the address must be one of this
@@ -177,9 +195,10 @@ impl RunEnv {
     /// # Safety
     /// In trusted runs `addr` must be the address of a live [`MapHandle`] (true for any map
     /// argument of a verified program, as the loader put it there).
+    #[inline(always)]
     pub unsafe fn map_arg<'a>(&mut self, helper: &'static str, addr: u64) -> Option<&'a MapHandle> {
         if self.checked && self.map_handles.binary_search(&addr).is_err() {
-            self.raise(helper, format!("{addr:#x} is not a map of this program"));
+            self.raise_not_a_map(helper, addr);
             return None;
         }
         // SAFETY: either checked to be one of the program's live handles above, or proven by

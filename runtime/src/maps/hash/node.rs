@@ -160,6 +160,14 @@ fn load_rest(b: &[u8]) -> u64 {
     }
 }
 
+/// The 8 bytes of `b` at `at` as a little-endian integer (`at + 8 <= b.len()`).
+#[inline(always)]
+fn read_u64(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
 /// Multiplies and folds the 128-bit product: the mixing step of wyhash/foldhash.
 #[inline]
 fn fold_mul(a: u64, b: u64) -> u64 {
@@ -173,7 +181,21 @@ fn fold_mul(a: u64, b: u64) -> u64 {
 pub(super) fn hash_key(seed: u64, key: &[u8]) -> u64 {
     const K0: u64 = 0x243f_6a88_85a3_08d3;
     const K1: u64 = 0x1319_8a2e_0370_7344;
-    let mut h = seed ^ (key.len() as u64).wrapping_mul(K0);
+    let len = key.len();
+    if len <= 16 {
+        // Two words that together hold every byte of the key (overlapping when it is shorter
+        // than 16 bytes; the length is mixed in, so keys of different lengths that read the
+        // same words still differ), mixed by one multiplication of both: no loop, and two
+        // dependent multiplications in all instead of one per word plus the final one.
+        let (a, b) = match len {
+            8..=16 => (read_u64(key, 0), read_u64(key, len - 8)),
+            1..=7 => (load_rest(key), 0),
+            _ => (0, 0),
+        };
+        let h = fold_mul(a ^ seed ^ K0, b ^ K1 ^ (len as u64).wrapping_mul(K0));
+        return fold_mul(h ^ seed.rotate_left(32), K0);
+    }
+    let mut h = seed ^ (len as u64).wrapping_mul(K0);
     let mut chunks = key.chunks_exact(8);
     for c in &mut chunks {
         let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
@@ -213,13 +235,44 @@ mod tests {
     }
 
     #[test]
-    fn hash_depends_on_seed_and_every_byte() {
-        let k = [1u8, 2, 3, 4, 5, 6, 7, 8, 9];
-        assert_ne!(hash_key(1, &k), hash_key(2, &k));
-        for i in 0..k.len() {
-            let mut o = k;
-            o[i] ^= 0x10;
-            assert_ne!(hash_key(1, &k), hash_key(1, &o), "byte {i}");
+    fn hash_depends_on_seed_length_and_every_byte() {
+        // Every length of both paths (two words up to 16 bytes, the loop beyond).
+        let bytes: Vec<u8> = (1..=40).collect();
+        for len in 0..=bytes.len() {
+            let k = &bytes[..len];
+            assert_ne!(hash_key(1, k), hash_key(2, k), "len {len}");
+            if len > 0 {
+                // A zero byte appended: the same words for short keys, another length.
+                let mut longer = k.to_vec();
+                longer.push(0);
+                assert_ne!(hash_key(1, k), hash_key(1, &longer), "len {len}");
+            }
+            for i in 0..len {
+                let mut o = k.to_vec();
+                o[i] ^= 0x10;
+                assert_ne!(hash_key(1, k), hash_key(1, &o), "len {len}, byte {i}");
+            }
         }
+    }
+
+    /// Keys that differ in few bits (sequential indices, flows from one subnet) spread over
+    /// the buckets: no bucket of 1024 holds more than a few of 4096 keys.
+    #[test]
+    fn similar_keys_spread_over_buckets() {
+        let worst = |keys: &mut dyn Iterator<Item = Vec<u8>>| {
+            let mut load = [0u32; 1024];
+            for k in keys {
+                load[(hash_key(0x5eed, &k) & 1023) as usize] += 1;
+            }
+            load.into_iter().max().unwrap()
+        };
+        let mut indices = (0u32..4096).map(|i| i.to_le_bytes().to_vec());
+        assert!(worst(&mut indices) <= 14);
+        let mut flows = (0u32..4096).map(|i| {
+            let mut k = vec![198, 18, 0, 1, 198, 18, (i >> 8) as u8, i as u8];
+            k.extend_from_slice(&[0x1f, 0x90, (i >> 4) as u8, 0x35, 17, 0, 0, 0]);
+            k
+        });
+        assert!(worst(&mut flows) <= 14);
     }
 }
