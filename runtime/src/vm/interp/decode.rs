@@ -30,7 +30,8 @@ use crate::vm::memory::{Access, Region};
 /// instruction with one of those codes into a fault, so an internal code always means itself.
 pub(super) mod code {
     use crate::vm::insn::{
-        BPF_ALU, BPF_ALU64, BPF_B, BPF_DW, BPF_H, BPF_JMP, BPF_LDX, BPF_ST, BPF_STX, BPF_W, BPF_X,
+        BPF_ALU, BPF_ALU64, BPF_B, BPF_DW, BPF_H, BPF_JMP, BPF_JMP32, BPF_LDX, BPF_ST, BPF_STX,
+        BPF_W, BPF_X,
     };
 
     /// `dst = *(size *)(r10 + off)`, offset proven inside the frame.
@@ -163,6 +164,10 @@ pub(super) mod code {
     /// `aux` bit 4 is set) and `t` = `aux & 0xf` (four slots, run in order). An ALU64 code no
     /// instruction has (operation `0xf0`, register form).
     pub const UREM64: u8 = BPF_ALU64 | 0xf0 | BPF_X;
+    /// A value copied between memory: `ldx dst, [src + off]; stx [aux + imm], dst` of one
+    /// width (two slots, both accesses checked). Sizes in `BPF_SIZE` order; the JMP32 codes of
+    /// operations `0xe0` and `0xf0`, which no instruction has.
+    pub const COPY_MEM: u8 = BPF_JMP32 | 0xe0;
 }
 
 /// Flags in the `aux` of [`code::BOUNDS`] and [`code::LOOKUP_BRANCH`] (above the 4-bit
@@ -832,6 +837,24 @@ fn fuse(ops: &mut [Op], fixed: &[Region]) {
                 off: b.off,
                 imm: 0,
                 aux: u8::from(a.code == MOV32_X),
+            };
+            continue;
+        }
+        // ldx t, [p + o]; stx [q + o2], t of one width: a copy (the store's address is
+        // read after the load, as the slots do, so `q` may be `t`).
+        let same_width = size(a.code) == size(b.code);
+        if class_mode(a.code) == BPF_LDX | BPF_MEM
+            && class_mode(b.code) == BPF_STX | BPF_MEM
+            && same_width
+            && b.src == a.dst
+        {
+            ops[i] = Op {
+                code: code::COPY_MEM | size(a.code),
+                dst: a.dst,
+                src: a.src,
+                off: a.off,
+                imm: b.off as i64 as u64,
+                aux: b.dst,
             };
             continue;
         }

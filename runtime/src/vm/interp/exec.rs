@@ -93,6 +93,8 @@ opcodes! {
     STX_ABS_FIXED_B = STX_ABS_FIXED | BPF_B; STX_ABS_FIXED_H = STX_ABS_FIXED | BPF_H;
     STX_ABS_FIXED_W = STX_ABS_FIXED | BPF_W; STX_ABS_FIXED_DW = STX_ABS_FIXED | BPF_DW;
     INC_FIXED_W = INC_FIXED | BPF_W;         INC_FIXED_DW = INC_FIXED | BPF_DW;
+    COPY_W = COPY_MEM | BPF_W;               COPY_H = COPY_MEM | BPF_H;
+    COPY_B = COPY_MEM | BPF_B;               COPY_DW = COPY_MEM | BPF_DW;
 }
 
 // Atomic operation selectors (the `imm` of BPF_ATOMIC).
@@ -854,6 +856,30 @@ unsafe fn dispatch(
                 reg[high] = u64::from(load_at!(u8, reg[base].wrapping_add(k64), cur + 1));
                 reg[high] = u64::from((reg[high] as u32) << 8 | reg[dst] as u32);
                 pc = cur + 4;
+            }
+            COPY_W | COPY_H | COPY_B | COPY_DW => {
+                let from = ea(x64!());
+                let at = cur + 1;
+                let to = |reg: &[u64; 16]| reg[usize::from(op.aux & 0x0f)].wrapping_add(k64);
+                match op.code {
+                    COPY_B => {
+                        reg[dst] = u64::from(load!(u8, from));
+                        store_at!(u8, to(&reg), reg[dst] as u8, at);
+                    }
+                    COPY_H => {
+                        reg[dst] = u64::from(load!(u16, from));
+                        store_at!(u16, to(&reg), reg[dst] as u16, at);
+                    }
+                    COPY_W => {
+                        reg[dst] = u64::from(load!(u32, from));
+                        store_at!(u32, to(&reg), reg[dst] as u32, at);
+                    }
+                    _ => {
+                        reg[dst] = load!(u64, from);
+                        store_at!(u64, to(&reg), reg[dst], at);
+                    }
+                }
+                pc = cur + 2;
             }
             UREM64 => {
                 let t = usize::from(op.aux & 0x0f);

@@ -301,6 +301,9 @@ fn decoder_and_fusion_edge_cases() {
         0xfc,
         0xec,
         0xff,
+        0xee,
+        0xf6,
+        0xfe,
     ] {
         let insns = vec![
             Insn::new(op, 0, 0, 0, 1),
@@ -1030,5 +1033,56 @@ fn lookup_then_increment_matches_its_slots() {
     assert!(matches!(
         run_counter(&read_only, 1),
         Err(VmError::OutOfBounds { insn: 10, .. })
+    ));
+}
+
+/// A load and the store of the loaded register (a byte copied from the packet to a buffer)
+/// run as one op in every width: both checked, each fault at its own slot, and the store's
+/// address read after the load, as the slots do.
+#[test]
+fn memory_copies_match_their_slots() {
+    use super::decode::code::COPY_MEM;
+    let mut buf = [0u8; 32];
+    buf[0..8].copy_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes());
+    let text = "
+        ldxb r2, [r1+0]
+        stxb [r1+8], r2
+        ldxh r3, [r1+0]
+        stxh [r1+10], r3
+        ldxw r4, [r1+0]
+        stxw [r1+12], r4
+        ldxdw r5, [r1+0]
+        stxdw [r1+16], r5
+        mov64 r0, r2
+        add64 r0, r3
+        add64 r0, r4
+        exit";
+    let codes = decoded_codes(text);
+    for at in [0, 2, 4, 6] {
+        assert_eq!(codes[at] & !0x18, COPY_MEM, "{codes:x?}");
+    }
+    assert_eq!(run_on(text, &mut buf), Ok(0x88 + 0x7788 + 0x5566_7788));
+    assert_eq!(buf[8], 0x88);
+    assert_eq!(&buf[10..12], &[0x88, 0x77]);
+    assert_eq!(&buf[12..16], &0x5566_7788u32.to_le_bytes());
+    assert_eq!(&buf[16..24], &0x1122_3344_5566_7788u64.to_le_bytes());
+    // Out of bounds: the load at slot 0, the store at slot 1.
+    assert!(matches!(
+        run_on("ldxb r2, [r1+32]\nstxb [r1+0], r2\nexit", &mut buf),
+        Err(VmError::OutOfBounds { insn: 0, .. })
+    ));
+    assert!(matches!(
+        run_on("ldxb r2, [r1+0]\nstxb [r1+32], r2\nexit", &mut buf),
+        Err(VmError::OutOfBounds { insn: 1, .. })
+    ));
+    // The loaded register is the store's base: the store goes to the loaded address (0x88
+    // + 0 here, out of bounds, at the store's slot).
+    assert!(matches!(
+        run_on("ldxb r2, [r1+0]\nstxb [r2+0], r2\nexit", &mut buf),
+        Err(VmError::OutOfBounds {
+            insn: 1,
+            addr: 0x88,
+            ..
+        })
     ));
 }
