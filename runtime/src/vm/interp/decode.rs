@@ -168,6 +168,12 @@ pub(super) mod code {
     /// width (two slots, both accesses checked). Sizes in `BPF_SIZE` order; the JMP32 codes of
     /// operations `0xe0` and `0xf0`, which no instruction has.
     pub const COPY_MEM: u8 = BPF_JMP32 | 0xe0;
+    /// Two 4-byte loads in a row: `ldxw dst, [src + off]; ldxw aux & 0xf, [aux >> 4 + imm]`
+    /// (two slots, both checked, run in order), as every XDP program starts by reading
+    /// `data` and `data_end`. A JMP code no instruction has (operation `0xf0`).
+    pub const LDX2_W: u8 = BPF_JMP | 0xf0;
+    /// As [`LDX2_W`] with two 8-byte loads. JMP operation `0xf0`, register form.
+    pub const LDX2_DW: u8 = BPF_JMP | 0xf0 | BPF_X;
 }
 
 /// Flags in the `aux` of [`code::BOUNDS`] and [`code::LOOKUP_BRANCH`] (above the 4-bit
@@ -864,6 +870,24 @@ fn fuse(ops: &mut [Op], fixed: &[Region]) {
         }
         if let Some(bytes) = bytes16(a, b, c, d) {
             ops[i] = bytes;
+            continue;
+        }
+        // Two loads of one width (4 or 8 bytes) in a row; the second's base is read after
+        // the first load's write, as the slots do.
+        let pair = match (a.code, b.code) {
+            (x, y) if x == y && x == BPF_LDX | BPF_MEM | BPF_W => Some(code::LDX2_W),
+            (x, y) if x == y && x == BPF_LDX | BPF_MEM | BPF_DW => Some(code::LDX2_DW),
+            _ => None,
+        };
+        if let Some(code) = pair {
+            ops[i] = Op {
+                code,
+                dst: a.dst,
+                src: a.src,
+                off: a.off,
+                imm: b.off as i64 as u64,
+                aux: b.dst | b.src << 4,
+            };
             continue;
         }
         if a.code == MOV64_X && b.code == ADD64_K && b.dst == a.dst {

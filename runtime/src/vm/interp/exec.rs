@@ -857,6 +857,18 @@ unsafe fn dispatch(
                 reg[high] = u64::from((reg[high] as u32) << 8 | reg[dst] as u32);
                 pc = cur + 4;
             }
+            LDX2_W => {
+                reg[dst] = u64::from(load!(u32, ea(x64!())));
+                let second = reg[usize::from(op.aux >> 4)].wrapping_add(k64);
+                reg[usize::from(op.aux & 0x0f)] = u64::from(load_at!(u32, second, cur + 1));
+                pc = cur + 2;
+            }
+            LDX2_DW => {
+                reg[dst] = load!(u64, ea(x64!()));
+                let second = reg[usize::from(op.aux >> 4)].wrapping_add(k64);
+                reg[usize::from(op.aux & 0x0f)] = load_at!(u64, second, cur + 1);
+                pc = cur + 2;
+            }
             COPY_W | COPY_H | COPY_B | COPY_DW => {
                 let from = ea(x64!());
                 let at = cur + 1;

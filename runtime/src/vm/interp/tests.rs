@@ -304,6 +304,7 @@ fn decoder_and_fusion_edge_cases() {
         0xee,
         0xf6,
         0xfe,
+        0xfd,
     ] {
         let insns = vec![
             Insn::new(op, 0, 0, 0, 1),
@@ -1084,5 +1085,45 @@ fn memory_copies_match_their_slots() {
             addr: 0x88,
             ..
         })
+    ));
+}
+
+/// Two loads of one width in a row run as one op: both checked with faults at their own
+/// slots, the second's base read after the first load wrote its register.
+#[test]
+fn load_pairs_match_their_slots() {
+    use super::decode::code::{LDX2_DW, LDX2_W};
+    let mut buf = [0u8; 32];
+    buf[0..8].copy_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes());
+    buf[8..16].copy_from_slice(&8u64.to_le_bytes());
+    let text = "
+        ldxw r2, [r1+4]
+        ldxw r3, [r1+0]
+        ldxdw r4, [r1+8]
+        ldxdw r5, [r1+0]
+        mov64 r0, r2
+        add64 r0, r3
+        add64 r0, r4
+        add64 r0, r5
+        exit";
+    let codes = decoded_codes(text);
+    assert_eq!((codes[0], codes[2]), (LDX2_W, LDX2_DW), "{codes:x?}");
+    let want = 0x1122_3344u64 + 0x5566_7788 + 8 + 0x1122_3344_5566_7788;
+    assert_eq!(run_on(text, &mut buf), Ok(want));
+    // The first load writes the second's base.
+    let chained = "ldxdw r1, [r1+8]\nldxdw r0, [r1+0]\nexit";
+    assert_eq!(decoded_codes(chained)[0], LDX2_DW);
+    // r1 = 8 after the first load: the second reads address 8, out of bounds at slot 1.
+    assert!(matches!(
+        run_on(chained, &mut buf),
+        Err(VmError::OutOfBounds {
+            insn: 1,
+            addr: 8,
+            ..
+        })
+    ));
+    assert!(matches!(
+        run_on("ldxw r2, [r1+32]\nldxw r3, [r1+0]\nexit", &mut buf),
+        Err(VmError::OutOfBounds { insn: 0, .. })
     ));
 }
