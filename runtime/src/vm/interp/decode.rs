@@ -83,7 +83,8 @@ pub(super) mod code {
     // later slots keep their own ops, for jumps that land on them).
     /// `dst = src; dst += imm` (pointer arithmetic).
     pub const ADDR: u8 = 0xe8;
-    /// `dst = src; dst += imm; if dst > aux goto off` (a packet bounds check).
+    /// `dst = src; dst += imm; if dst > aux & 0xf goto off` (a packet bounds check), or
+    /// `if dst <= ...` with [`flag::BOUNDS_LE`](super::flag::BOUNDS_LE).
     pub const BOUNDS: u8 = 0xf0;
     /// `dst = imm; *(u32 *)(r10 + off) = dst` (a map key on the stack); `aux` = 1 when the
     /// move was 32-bit.
@@ -176,8 +177,8 @@ pub(super) mod code {
     pub const LDX2_DW: u8 = BPF_JMP | 0xf0 | BPF_X;
 }
 
-/// Flags in the `aux` of [`code::BOUNDS`] and [`code::LOOKUP_BRANCH`] (above the 4-bit
-/// register field that `BOUNDS` keeps there).
+/// Flags in the `aux` of [`code::BOUNDS`], [`code::LOOKUP_BRANCH`] and [`code::UREM64`]
+/// (above the 4-bit register field that `BOUNDS` and `UREM64` keep there).
 pub(super) mod flag {
     /// `BOUNDS`: the jump is `if dst <= aux goto` (the limit check written the other way
     /// round), not `if dst > aux goto`.
@@ -551,6 +552,34 @@ fn shift_pair_or(a: Op, b: Op, c: Option<Op>, d: Option<Op>) -> Option<Op> {
     })
 }
 
+/// `ldx t, [p + off]; add t, k; stx [p + off], t` (`t != p`; 8-byte cells take a 64-bit
+/// add, 4-byte ones either): a counter update, as one [`code::INC_MEM`] op.
+fn inc_mem(a: Op, b: Op, c: Option<Op>) -> Option<Op> {
+    const ADD64_K: u8 = BPF_ALU64 | BPF_ADD | BPF_K;
+    const ADD32_K: u8 = BPF_ALU | BPF_ADD | BPF_K;
+    let c = c?;
+    let narrow = match (a.code, c.code) {
+        (x, y) if x == BPF_LDX | BPF_MEM | BPF_DW && y == BPF_STX | BPF_MEM | BPF_DW => 0,
+        (x, y) if x == BPF_LDX | BPF_MEM | BPF_W && y == BPF_STX | BPF_MEM | BPF_W => 1,
+        _ => return None,
+    };
+    // A 64-bit cell takes a 64-bit add only (a 32-bit add would truncate).
+    let fits = (b.code == ADD64_K || (b.code == ADD32_K && narrow == 1))
+        && b.dst == a.dst
+        && c.src == a.dst
+        && c.dst == a.src
+        && c.off == a.off
+        && a.dst != a.src;
+    fits.then_some(Op {
+        code: code::INC_MEM,
+        dst: a.dst,
+        src: a.src,
+        off: a.off,
+        imm: b.imm,
+        aux: narrow | if b.code == ADD32_K { 2 } else { 0 },
+    })
+}
+
 /// `mov d, k; stx [r10 + o], d; mov r, r10; add r, o` (`mov` of either width, a 4- or 8-byte
 /// store proven inside the frame): a map key written to the stack and its address taken for
 /// the lookup, as one [`code::KEY_ADDR`] op.
@@ -627,7 +656,7 @@ fn urem64(a: Op, b: Op, c: Option<Op>, d: Option<Op>) -> Option<Op> {
         _ => return None,
     };
     let mul = BPF_ALU64 | BPF_MUL | (b.code & BPF_X);
-    let same_divisor = c.code == mul && c.src == b.src && c.imm == b.imm;
+    let same_divisor = c.code == mul && c.src == b.src && (!by_imm || c.imm == b.imm);
     let is_idiom = a.code == BPF_ALU64 | BPF_MOV | BPF_X
         && b.dst == t
         && b.off == 0
@@ -714,7 +743,6 @@ fn fuse(ops: &mut [Op], fixed: &[Region]) {
     const ADD64_K: u8 = BPF_ALU64 | BPF_ADD | BPF_K;
     const JGT_X: u8 = BPF_JMP | BPF_JGT | BPF_X;
     const JLE_X: u8 = BPF_JMP | BPF_JLE | BPF_X;
-    const ADD32_K: u8 = BPF_ALU | BPF_ADD | BPF_K;
     const JEQ_K: u8 = BPF_JMP | BPF_JEQ | BPF_K;
     const JNE_K: u8 = BPF_JMP | BPF_JNE | BPF_K;
     const LD_IMM64: u8 = BPF_LD | BPF_IMM | BPF_DW;
@@ -795,37 +823,9 @@ fn fuse(ops: &mut [Op], fixed: &[Region]) {
             }
             continue;
         }
-        if let Some(c) = c {
-            // ldx t = [p + off]; add t, k; stx [p + off] = t (t != p): a counter update.
-            let narrow = match (a.code, c.code) {
-                (x, y) if x == BPF_LDX | BPF_MEM | BPF_DW && y == BPF_STX | BPF_MEM | BPF_DW => {
-                    Some(0)
-                }
-                (x, y) if x == BPF_LDX | BPF_MEM | BPF_W && y == BPF_STX | BPF_MEM | BPF_W => {
-                    Some(1)
-                }
-                _ => None,
-            };
-            if let Some(narrow) = narrow {
-                // A 64-bit cell takes a 64-bit add only (a 32-bit add would truncate).
-                if (b.code == ADD64_K || (b.code == ADD32_K && narrow == 1))
-                    && b.dst == a.dst
-                    && c.src == a.dst
-                    && c.dst == a.src
-                    && c.off == a.off
-                    && a.dst != a.src
-                {
-                    ops[i] = Op {
-                        code: code::INC_MEM,
-                        dst: a.dst,
-                        src: a.src,
-                        off: a.off,
-                        imm: b.imm,
-                        aux: narrow | if b.code == ADD32_K { 2 } else { 0 },
-                    };
-                    continue;
-                }
-            }
+        if let Some(inc) = inc_mem(a, b, c) {
+            ops[i] = inc;
+            continue;
         }
         if let Some(rem) = urem64(a, b, c, d) {
             ops[i] = rem;
@@ -879,7 +879,9 @@ fn fuse(ops: &mut [Op], fixed: &[Region]) {
             (x, y) if x == y && x == BPF_LDX | BPF_MEM | BPF_DW => Some(code::LDX2_DW),
             _ => None,
         };
-        if let Some(code) = pair {
+        // Unless the second load starts a counter update, which saves more.
+        let counter_next = inc_mem(b, c.unwrap_or(b), d).is_some();
+        if let (Some(code), false) = (pair, counter_next) {
             ops[i] = Op {
                 code,
                 dst: a.dst,

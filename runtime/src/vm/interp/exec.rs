@@ -257,7 +257,7 @@ unsafe fn dispatch(
         // SAFETY: `pc` is in bounds: the entry was checked above, and every op leaves `pc` at a
         // decoded jump target, a return address (a call's slot + 1) or the slot after itself
         // (ld_imm64 after its second slot, a superinstruction after the last slot of its
-        // sequence, up to + 5: never past the end, the slots exist), all at most
+        // sequence, up to + 7: never past the end, the slots exist), all at most
         // `ops.len() - 1`, the sentinel, which returns.
         let op = unsafe { *ops.get_unchecked(pc) };
         let cur = pc;
@@ -854,7 +854,10 @@ unsafe fn dispatch(
                 let (high, base) = (usize::from(op.aux & 0x0f), usize::from(op.aux >> 4));
                 reg[dst] = u64::from(load!(u8, ea(x64!())));
                 reg[high] = u64::from(load_at!(u8, reg[base].wrapping_add(k64), cur + 1));
-                reg[high] = u64::from((reg[high] as u32) << 8 | reg[dst] as u32);
+                // Shift, then or, as two steps: `high` may be `dst` (the or then reads the
+                // shifted value, as the slots do).
+                reg[high] = u64::from((reg[high] as u32) << 8);
+                reg[high] = u64::from(reg[high] as u32 | reg[dst] as u32);
                 pc = cur + 4;
             }
             LDX2_W => {

@@ -11,10 +11,10 @@
 //!
 //! Soundness rests on two facts. The constant is exact: only `ld_imm64`, `mov64 k`, `mov64 x`
 //! of a known register and `add64 k` on one make a register known, every other write forgets
-//! it, and all knowledge is dropped at every slot where control can arrive from elsewhere
-//! (jump targets, function entries, the slot after a `ja`, `exit` or call). The slot after a
-//! conditional jump that is no target is reached only by falling through, with the state the
-//! jump left (it writes no register), so knowledge flows on. And the region outlives the
+//! it, and knowledge reaches a slot only along its one way in: falling through from the slot
+//! before, or a forward jump that is the only way to it (jumps write no register, so the
+//! state is the one the jump saw). Slots reached several ways, function entries, return
+//! addresses and backward-jump targets start with nothing known. And the region outlives the
 //! program: the maps whose storage the regions are own the program's relocated addresses too
 //! (the JIT embeds the same addresses), and a program only ever runs with its own maps.
 
@@ -23,39 +23,74 @@ use super::decode::Op;
 use crate::vm::insn::*;
 use crate::vm::memory::{Access, Region};
 
-/// Slots where control may arrive other than from the slot before: slot 0, function entries,
-/// jump and call targets, and the slot after an unconditional jump, a call or an exit (a
-/// return address, or code only a jump reaches).
-fn leaders(ops: &[Op], functions: &[usize]) -> Vec<bool> {
-    let mut lead = vec![false; ops.len()];
-    lead[0] = true;
-    for &f in functions {
-        if let Some(l) = lead.get_mut(f) {
-            *l = true;
+/// How control reaches a slot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// Not at all (dead code, or the second slot of an `ld_imm64`).
+    None,
+    /// Only by falling through from the slot before (or the `ld_imm64` before).
+    FallThrough,
+    /// Only by the jump at this slot, which lies before it (a forward jump, so its state is
+    /// known when the target is reached in program order).
+    Jump(usize),
+    /// Several ways, or from where the state is unknown: slot 0, function entries, the slot
+    /// after a call (the return address), a backward jump.
+    Unknown,
+}
+
+/// How control reaches each slot (see [`Way`]).
+fn ways_in(ops: &[Op], functions: &[usize]) -> Vec<Way> {
+    let mut ways = vec![Way::None; ops.len()];
+    let add = |ways: &mut Vec<Way>, at: usize, way: Way| {
+        if let Some(w) = ways.get_mut(at) {
+            *w = if *w == Way::None { way } else { Way::Unknown };
         }
+    };
+    add(&mut ways, 0, Way::Unknown);
+    for &f in functions {
+        add(&mut ways, f, Way::Unknown);
     }
-    for (pc, op) in ops.iter().enumerate() {
+    let mut pc = 0;
+    while pc < ops.len() {
+        let op = ops[pc];
         let class = op.code & 0x07;
-        let is_control = matches!(class, BPF_JMP | BPF_JMP32)
-            || matches!(op.code, code::LOCAL_CALL | code::CALL_LOOKUP);
-        if !is_control {
+        if op.code == BPF_LD | BPF_IMM | BPF_DW {
+            add(&mut ways, pc + 2, Way::FallThrough);
+            pc += 2;
             continue;
         }
-        let is_jump =
-            matches!(class, BPF_JMP | BPF_JMP32) && !matches!(op.code & 0xf0, BPF_CALL | BPF_EXIT);
-        let conditional = is_jump && op.code != BPF_JMP | BPF_JA;
-        if !conditional {
-            if let Some(next) = lead.get_mut(pc + 1) {
-                *next = true;
+        let is_jump_class = matches!(class, BPF_JMP | BPF_JMP32);
+        let is_call = matches!(op.code, code::LOCAL_CALL | code::CALL_LOOKUP)
+            || (is_jump_class && op.code & 0xf0 == BPF_CALL);
+        let is_exit = is_jump_class && op.code & 0xf0 == BPF_EXIT;
+        if is_call {
+            // Returns arrive here from the callee or the helper.
+            add(&mut ways, pc + 1, Way::Unknown);
+            if op.code == code::LOCAL_CALL {
+                if let Ok(t) = usize::try_from(op.off) {
+                    add(&mut ways, t, Way::Unknown);
+                }
             }
-        }
-        if is_jump || op.code == code::LOCAL_CALL {
-            if let Some(t) = usize::try_from(op.off).ok().and_then(|t| lead.get_mut(t)) {
-                *t = true;
+        } else if is_jump_class && !is_exit {
+            let target = usize::try_from(op.off).unwrap_or(usize::MAX);
+            add(
+                &mut ways,
+                target,
+                if target > pc {
+                    Way::Jump(pc)
+                } else {
+                    Way::Unknown
+                },
+            );
+            if op.code != BPF_JMP | BPF_JA {
+                add(&mut ways, pc + 1, Way::FallThrough);
             }
+        } else if !is_exit && op.code != code::FAULT {
+            add(&mut ways, pc + 1, Way::FallThrough);
         }
+        pc += 1;
     }
-    lead
+    ways
 }
 
 /// The fixed region that allows `access` to all of `[addr, addr + len)`, if any.
@@ -70,12 +105,16 @@ pub(super) fn prove(ops: &mut [Op], functions: &[usize], regions: &[Region]) {
     if regions.is_empty() || ops.is_empty() {
         return;
     }
-    let lead = leaders(ops, functions);
+    let ways = ways_in(ops, functions);
+    // The state each forward jump leaves for a target it alone reaches.
+    let mut at_jump: std::collections::HashMap<usize, [Option<u64>; 16]> = Default::default();
     let mut known: [Option<u64>; 16] = [None; 16];
     let mut pc = 0;
     while pc < ops.len() {
-        if lead[pc] {
-            known = [None; 16];
+        match ways[pc] {
+            Way::FallThrough => {}
+            Way::Jump(from) => known = at_jump.remove(&from).unwrap_or([None; 16]),
+            Way::None | Way::Unknown => known = [None; 16],
         }
         let op = ops[pc];
         let (dst, src) = (usize::from(op.dst & 0x0f), usize::from(op.src & 0x0f));
@@ -136,9 +175,14 @@ pub(super) fn prove(ops: &mut [Op], functions: &[usize], regions: &[Region]) {
             {
                 known[dst] = None
             }
-            // Conditional jumps, `ja` and `exit` write nothing (the state flows on to a
-            // conditional jump's fall-through; the slot after the others is a leader).
-            _ if matches!(class, BPF_JMP | BPF_JMP32) && op.code & 0xf0 != BPF_CALL => {}
+            // Conditional jumps, `ja` and `exit` write nothing: the state flows on to the
+            // fall-through and, kept here, to a target that only this jump reaches.
+            _ if matches!(class, BPF_JMP | BPF_JMP32) && op.code & 0xf0 != BPF_CALL => {
+                let target = usize::try_from(op.off).unwrap_or(usize::MAX);
+                if ways.get(target) == Some(&Way::Jump(pc)) {
+                    at_jump.insert(pc, known);
+                }
+            }
             // Everything else (calls, `movsx`, faults) may write r0..r5 or its destination:
             // forget all of it.
             _ => known = [None; 16],

@@ -64,8 +64,8 @@ impl From<&Region> for Window {
 /// Windows kept per kind of access besides the stack's.
 const WAYS: usize = 2;
 
-/// The regions that most recently allowed reads and writes (most recent first), and the
-/// interpreter's stack, which is always both and never leaves.
+/// The regions that most recently allowed reads and writes (newest taken first; a hit does
+/// not reorder them), and the interpreter's stack, which is always both and never leaves.
 #[derive(Clone, Copy, Default)]
 pub(super) struct Windows {
     read: [Window; WAYS],

@@ -611,6 +611,18 @@ fn accesses_through_constant_addresses_are_proven_at_decoding() {
     let (result, codes) = run_fixed(&text, &mut buf, true);
     assert_eq!(result, Ok(5));
     assert_eq!(codes[3], code::LDX_FIXED | 0x18, "{codes:x?}");
+    // A target only one forward jump reaches (the slot before it exits) gets the state that
+    // jump saw; one that two jumps reach does not.
+    let text = format!(
+        "lddw r1, {addr:#x}\njeq r2, 0, use\nmov64 r0, 7\nexit\nuse:\nldxdw r0, [r1+0]\nexit"
+    );
+    let (result, codes) = run_fixed(&text, &mut buf, true);
+    assert_eq!(result, Ok(5));
+    assert_eq!(codes[5], code::LDX_FIXED | 0x18, "{codes:x?}");
+    let text = format!("lddw r1, {addr:#x}\njeq r2, 0, use\njeq r2, 1, use\nmov64 r0, 7\nexit\nuse:\nldxdw r0, [r1+0]\nexit");
+    let (result, codes) = run_fixed(&text, &mut buf, true);
+    assert_eq!(result, Ok(5));
+    assert!(!proven(codes[6]), "{codes:x?}");
     // An ld_imm64 fused with an access that is itself a jump target: the fused op proves the
     // address it loads; the access's own slot, reached with another r1, stays checked.
     let text =
@@ -913,6 +925,12 @@ fn byte_pairs_match_their_slots() {
         mov64 r0, r2
         exit";
     assert_eq!(run_on(text, &mut buf), Ok(0x7f08));
+    // Both loads write one register (review finding): the or reads the shifted value.
+    buf[0] = 0x12;
+    buf[1] = 0x34;
+    let text = "ldxb r2, [r1+0]\nldxb r2, [r1+1]\nlsh32 r2, 8\nor32 r2, r2\nmov64 r0, r2\nexit";
+    assert_eq!(decoded_codes(text)[0], BYTES16_LO);
+    assert_eq!(run_on(text, &mut buf), Ok(0x3400));
 }
 
 /// A map key stored on the stack and its address taken (four slots) runs as one op: the key
@@ -1110,6 +1128,12 @@ fn load_pairs_match_their_slots() {
     assert_eq!((codes[0], codes[2]), (LDX2_W, LDX2_DW), "{codes:x?}");
     let want = 0x1122_3344u64 + 0x5566_7788 + 8 + 0x1122_3344_5566_7788;
     assert_eq!(run_on(text, &mut buf), Ok(want));
+    // A load followed by a counter update of the next cell fuses the counter, not the pair.
+    let text = "ldxw r2, [r1+0]\nldxw r3, [r1+4]\nadd32 r3, 1\nstxw [r1+4], r3\nmov64 r0, r3\nexit";
+    let codes = decoded_codes(text);
+    assert_eq!(codes[1], super::decode::code::INC_MEM, "{codes:x?}");
+    assert_ne!(codes[0], LDX2_W, "{codes:x?}");
+    assert_eq!(run_on(text, &mut buf), Ok(0x1122_3345));
     // The first load writes the second's base.
     let chained = "ldxdw r1, [r1+8]\nldxdw r0, [r1+0]\nexit";
     assert_eq!(decoded_codes(chained)[0], LDX2_DW);
