@@ -613,6 +613,20 @@ fn key_addr(a: Op, b: Op, c: Option<Op>, d: Option<Op>) -> Option<Op> {
     })
 }
 
+/// The encoding of the ops built on two loads: the first load's destination, base and offset
+/// in `dst`, `src` and `off`; the second's offset in `imm`, and in `aux` the register `other`
+/// (the second's destination, or the register the op combines into) and the second's base.
+fn two_loads(code: u8, first: Op, second: Op, other: u8) -> Op {
+    Op {
+        code,
+        dst: first.dst,
+        src: first.src,
+        off: first.off,
+        imm: second.off as i64 as u64,
+        aux: other | second.src << 4,
+    }
+}
+
 /// `ldxb`, `ldxb`, `lsh32 8`, `or32` in either of clang's two orders (a little-endian `__u16`
 /// read a byte at a time, see [`code::BYTES16_HI`] and [`code::BYTES16_LO`]). Both loads
 /// stay checked; the fused op runs the four slots in order, whatever registers they share.
@@ -634,14 +648,7 @@ fn bytes16(a: Op, b: Op, c: Option<Op>, d: Option<Op>) -> Option<Op> {
     } else {
         return None;
     };
-    Some(Op {
-        code,
-        dst: a.dst,
-        src: a.src,
-        off: a.off,
-        imm: second.off as i64 as u64,
-        aux: other | second.src << 4,
-    })
+    Some(two_loads(code, a, second, other))
 }
 
 /// `mov64 t, x; div64 t, y; mul64 t, y; sub64 x, t` (unsigned, `y` a register or an
@@ -736,13 +743,6 @@ fn fixed_counter(a: Op, rest: &[Op]) -> Option<Op> {
 /// later slots keep their own ops, so a program runs the same whether or not a jump lands
 /// inside a sequence.
 fn fuse(ops: &mut [Op], fixed: &[Region]) {
-    const MOV64_X: u8 = BPF_ALU64 | BPF_MOV | BPF_X;
-    const MOV32_X: u8 = BPF_ALU | BPF_MOV | BPF_X;
-    const MOV64_K: u8 = BPF_ALU64 | BPF_MOV | BPF_K;
-    const MOV32_K: u8 = BPF_ALU | BPF_MOV | BPF_K;
-    const ADD64_K: u8 = BPF_ALU64 | BPF_ADD | BPF_K;
-    const JGT_X: u8 = BPF_JMP | BPF_JGT | BPF_X;
-    const JLE_X: u8 = BPF_JMP | BPF_JLE | BPF_X;
     const JEQ_K: u8 = BPF_JMP | BPF_JEQ | BPF_K;
     const JNE_K: u8 = BPF_JMP | BPF_JNE | BPF_K;
     const LD_IMM64: u8 = BPF_LD | BPF_IMM | BPF_DW;
@@ -823,107 +823,118 @@ fn fuse(ops: &mut [Op], fixed: &[Region]) {
             }
             continue;
         }
-        if let Some(inc) = inc_mem(a, b, c) {
-            ops[i] = inc;
-            continue;
-        }
-        if let Some(rem) = urem64(a, b, c, d) {
-            ops[i] = rem;
-            continue;
-        }
-        if let Some(rot) = shift_pair_or(a, b, c, d) {
-            ops[i] = rot;
-            continue;
-        }
-        if (a.code == MOV64_X || (a.code == MOV32_X && a.off == 0)) && b.code == code::LOCAL_CALL {
-            ops[i] = Op {
-                code: code::MOV_CALL,
-                dst: a.dst,
-                src: a.src,
-                off: b.off,
-                imm: 0,
-                aux: u8::from(a.code == MOV32_X),
-            };
-            continue;
-        }
-        // ldx t, [p + o]; stx [q + o2], t of one width: a copy (the store's address is
-        // read after the load, as the slots do, so `q` may be `t`).
-        let same_width = size(a.code) == size(b.code);
-        if class_mode(a.code) == BPF_LDX | BPF_MEM
-            && class_mode(b.code) == BPF_STX | BPF_MEM
-            && same_width
-            && b.src == a.dst
-        {
-            ops[i] = Op {
-                code: code::COPY_MEM | size(a.code),
-                dst: a.dst,
-                src: a.src,
-                off: a.off,
-                imm: b.off as i64 as u64,
-                aux: b.dst,
-            };
-            continue;
-        }
-        if let Some(key) = key_addr(a, b, c, d) {
-            ops[i] = key;
-            continue;
-        }
-        if let Some(bytes) = bytes16(a, b, c, d) {
-            ops[i] = bytes;
-            continue;
-        }
-        // Two loads of one width (4 or 8 bytes) in a row; the second's base is read after
-        // the first load's write, as the slots do.
-        let pair = match (a.code, b.code) {
-            (x, y) if x == y && x == BPF_LDX | BPF_MEM | BPF_W => Some(code::LDX2_W),
-            (x, y) if x == y && x == BPF_LDX | BPF_MEM | BPF_DW => Some(code::LDX2_DW),
-            _ => None,
-        };
-        // Unless the second load starts a counter update, which saves more.
-        let counter_next = inc_mem(b, c.unwrap_or(b), d).is_some();
-        if let (Some(code), false) = (pair, counter_next) {
-            ops[i] = Op {
-                code,
-                dst: a.dst,
-                src: a.src,
-                off: a.off,
-                imm: b.off as i64 as u64,
-                aux: b.dst | b.src << 4,
-            };
-            continue;
-        }
-        if a.code == MOV64_X && b.code == ADD64_K && b.dst == a.dst {
-            let bounds = c.filter(|c| (c.code == JGT_X || c.code == JLE_X) && c.dst == a.dst);
-            ops[i] = Op {
-                code: if bounds.is_some() {
-                    code::BOUNDS
-                } else {
-                    code::ADDR
-                },
-                dst: a.dst,
-                src: a.src,
-                off: bounds.map_or(0, |c| c.off),
-                imm: b.imm,
-                aux: bounds.map_or(0, |c| {
-                    c.src | if c.code == JLE_X { flag::BOUNDS_LE } else { 0 }
-                }),
-            };
-        } else if (a.code == MOV64_K || a.code == MOV32_K)
-            && (b.code == code::STX_STACK_W || b.code == code::STX_STACK_DW)
-            && b.src == a.dst
-        {
-            ops[i] = Op {
-                code: if b.code == code::STX_STACK_W {
-                    code::SET_STACK_W
-                } else {
-                    code::SET_STACK_DW
-                },
-                dst: a.dst,
-                src: 0,
-                off: b.off,
-                imm: a.imm,
-                aux: u8::from(a.code == MOV32_K),
-            };
+        // The first pattern that matches, in order of preference.
+        let fused = inc_mem(a, b, c)
+            .or_else(|| urem64(a, b, c, d))
+            .or_else(|| shift_pair_or(a, b, c, d))
+            .or_else(|| move_call(a, b))
+            .or_else(|| copy_mem(a, b))
+            .or_else(|| key_addr(a, b, c, d))
+            .or_else(|| bytes16(a, b, c, d))
+            .or_else(|| load_pair(a, b, c, d))
+            .or_else(|| address(a, b, c))
+            .or_else(|| set_stack(a, b));
+        if let Some(op) = fused {
+            ops[i] = op;
         }
     }
+}
+
+/// `mov d, s` (64-bit, or 32-bit zero-extending) right before a local call: the argument set
+/// up, as one [`code::MOV_CALL`] op.
+fn move_call(a: Op, b: Op) -> Option<Op> {
+    const MOV64_X: u8 = BPF_ALU64 | BPF_MOV | BPF_X;
+    const MOV32_X: u8 = BPF_ALU | BPF_MOV | BPF_X;
+    let is_move = a.code == MOV64_X || (a.code == MOV32_X && a.off == 0);
+    (is_move && b.code == code::LOCAL_CALL).then_some(Op {
+        code: code::MOV_CALL,
+        dst: a.dst,
+        src: a.src,
+        off: b.off,
+        imm: 0,
+        aux: u8::from(a.code == MOV32_X),
+    })
+}
+
+/// `ldx t, [p + o]; stx [q + o2], t` of one width: a copy, as one [`code::COPY_MEM`] op (the
+/// store's address is read after the load, as the slots do, so `q` may be `t`).
+fn copy_mem(a: Op, b: Op) -> Option<Op> {
+    let is_copy = a.code & !0x18 == BPF_LDX | BPF_MEM
+        && b.code & !0x18 == BPF_STX | BPF_MEM
+        && a.code & 0x18 == b.code & 0x18
+        && b.src == a.dst;
+    is_copy.then_some(Op {
+        code: code::COPY_MEM | (a.code & 0x18),
+        dst: a.dst,
+        src: a.src,
+        off: a.off,
+        imm: b.off as i64 as u64,
+        aux: b.dst,
+    })
+}
+
+/// Two loads of one width (4 or 8 bytes) in a row, as one [`code::LDX2_W`] or
+/// [`code::LDX2_DW`] op (the second's base is read after the first load's write, as the
+/// slots do); not when the second load starts a counter update, which saves more.
+fn load_pair(a: Op, b: Op, c: Option<Op>, d: Option<Op>) -> Option<Op> {
+    let code = match (a.code, b.code) {
+        (x, y) if x == y && x == BPF_LDX | BPF_MEM | BPF_W => code::LDX2_W,
+        (x, y) if x == y && x == BPF_LDX | BPF_MEM | BPF_DW => code::LDX2_DW,
+        _ => return None,
+    };
+    if inc_mem(b, c?, d).is_some() {
+        return None;
+    }
+    Some(two_loads(code, a, b, b.dst))
+}
+
+/// `mov64 d, s; add64 d, k`: pointer arithmetic ([`code::ADDR`]), and with a following
+/// `if d > end goto` or `if d <= end goto` a packet bounds check ([`code::BOUNDS`]).
+fn address(a: Op, b: Op, c: Option<Op>) -> Option<Op> {
+    const JGT_X: u8 = BPF_JMP | BPF_JGT | BPF_X;
+    const JLE_X: u8 = BPF_JMP | BPF_JLE | BPF_X;
+    let is_address = a.code == BPF_ALU64 | BPF_MOV | BPF_X
+        && b.code == BPF_ALU64 | BPF_ADD | BPF_K
+        && b.dst == a.dst;
+    if !is_address {
+        return None;
+    }
+    let bounds = c.filter(|c| (c.code == JGT_X || c.code == JLE_X) && c.dst == a.dst);
+    Some(Op {
+        code: if bounds.is_some() {
+            code::BOUNDS
+        } else {
+            code::ADDR
+        },
+        dst: a.dst,
+        src: a.src,
+        off: bounds.map_or(0, |c| c.off),
+        imm: b.imm,
+        aux: bounds.map_or(0, |c| {
+            c.src | if c.code == JLE_X { flag::BOUNDS_LE } else { 0 }
+        }),
+    })
+}
+
+/// `mov d, k; stx [r10 + o], d` (4 or 8 bytes, proven in the frame): a map key on the stack,
+/// as one [`code::SET_STACK_W`] or [`code::SET_STACK_DW`] op.
+fn set_stack(a: Op, b: Op) -> Option<Op> {
+    let narrow = match a.code {
+        x if x == BPF_ALU64 | BPF_MOV | BPF_K => false,
+        x if x == BPF_ALU | BPF_MOV | BPF_K => true,
+        _ => return None,
+    };
+    let code = match b.code {
+        code::STX_STACK_W => code::SET_STACK_W,
+        code::STX_STACK_DW => code::SET_STACK_DW,
+        _ => return None,
+    };
+    (b.src == a.dst).then_some(Op {
+        code,
+        dst: a.dst,
+        src: 0,
+        off: b.off,
+        imm: a.imm,
+        aux: u8::from(narrow),
+    })
 }
