@@ -203,7 +203,7 @@ pub(super) fn hash_key(seed: u64, key: &[u8]) -> u64 {
     let mut h = seed ^ (len as u64).wrapping_mul(K0);
     let mut chunks = key.chunks_exact(8);
     for c in &mut chunks {
-        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let w = read_u64(c, 0);
         h = fold_mul(h ^ w, K1);
     }
     let rest = chunks.remainder();

@@ -763,8 +763,7 @@ fn fuse(ops: &mut [Op], fixed: &[Region]) {
             // ld_imm64's own value (the access slot itself may be reached from elsewhere).
             let here = |access| {
                 let addr = a.imm.wrapping_add(m.off as i64 as u64);
-                let len = mem_width(m.code) as u64;
-                fixed.iter().any(|r| r.contains(addr, len, access))
+                super::fixed::allows(fixed, addr, mem_width(m.code) as u64, access)
             };
             let plain_load = class_mode(m.code) == BPF_LDX | BPF_MEM && m.src == a.dst;
             let plain_store = class_mode(m.code) == BPF_STX | BPF_MEM && m.dst == a.dst;

@@ -93,8 +93,8 @@ fn ways_in(ops: &[Op], functions: &[usize]) -> Vec<Way> {
     ways
 }
 
-/// The fixed region that allows `access` to all of `[addr, addr + len)`, if any.
-fn allows(regions: &[Region], addr: u64, len: u64, access: Access) -> bool {
+/// Whether a fixed region allows `access` to all of `[addr, addr + len)`.
+pub(super) fn allows(regions: &[Region], addr: u64, len: u64, access: Access) -> bool {
     regions.iter().any(|r| r.contains(addr, len, access))
 }
 
