@@ -645,15 +645,30 @@ fn map_spec(name: &str, map_type: u32, value_size: u32, max_entries: u32) -> Map
 }
 
 #[test]
-fn map_lookup_inline_for_arrays_and_call_for_others() {
+fn map_lookup_inline_for_arrays_and_direct_for_hashes() {
     use userxdp_runtime::maps::{self, types, MapHandle};
 
-    for map_type in [types::ARRAY, types::HASH, types::PERCPU_ARRAY] {
-        let map = maps::create(&map_spec("m", map_type, 12, 4), 1).unwrap();
+    // Two CPUs, the run on CPU 1: per-CPU maps must answer with CPU 1's slot, which alone
+    // holds the values (CPU 0's slots hold other numbers).
+    for map_type in [
+        types::ARRAY,
+        types::PERCPU_ARRAY,
+        types::HASH,
+        types::PERCPU_HASH,
+        types::LRU_HASH,
+        types::LRU_PERCPU_HASH,
+    ] {
+        // Room to spare in hash maps: an LRU update of a full map evicts even when the key
+        // exists (as the kernel's prealloc_lru_pop).
+        let arrays = [types::ARRAY, types::PERCPU_ARRAY];
+        let max_entries = if arrays.contains(&map_type) { 4 } else { 8 };
+        let map = maps::create(&map_spec("m", map_type, 12, max_entries), 2).unwrap();
         for k in 0..4u32 {
             let mut v = [0u8; 12];
-            v[4..8].copy_from_slice(&(k * 10 + 1).to_ne_bytes());
+            v[4..8].copy_from_slice(&(k * 10 + 7).to_ne_bytes());
             map.update(&k.to_ne_bytes(), &v, 0, 0).unwrap();
+            v[4..8].copy_from_slice(&(k * 10 + 1).to_ne_bytes());
+            map.update(&k.to_ne_bytes(), &v, 0, 1).unwrap();
         }
         let handle = MapHandle::new(map);
         // r0 = sum over keys 0..=4 of value[4..8] (key 4 is out of range: NULL, adds 1000).
@@ -670,11 +685,14 @@ fn map_lookup_inline_for_arrays_and_call_for_others() {
             let jit = compile(&prog, guarded);
             let mut env = RunEnv {
                 checked: guarded,
+                cpu: 1,
                 map_handles: vec![handle.addr()],
                 ..RunEnv::default()
             };
             env.begin_run();
-            // SAFETY: the program only reads its stack and the map's values.
+            let _pin = maps::epoch::pin();
+            // SAFETY: the program only reads its stack and the map's values; pinned for the
+            // hash maps' values.
             let r = unsafe { jit.run(&mut env, 0, 0) };
             assert_eq!(
                 r,

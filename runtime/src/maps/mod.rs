@@ -214,12 +214,28 @@ pub struct MapHandle {
     pub percpu_base: *mut u8,
     /// Number of per-CPU slots of a PERCPU_ARRAY (0 for other maps).
     pub ncpus: u32,
+    /// For the hash family (HASH, PERCPU_HASH, LRU_HASH, LRU_PERCPU_HASH): the map itself,
+    /// for JIT code that calls [`hash_lookup_trusted`] directly instead of the generic
+    /// helper, as the kernel's `htab_map_gen_lookup` does. Null for other maps.
+    pub hash: *const HashMap,
     /// The map itself.
     pub map: Arc<dyn Map>,
 }
 
-// SAFETY: `array_base` points into storage owned by `map`, which is Send + Sync; the handle is
-// only a cached view of it.
+/// `bpf_map_lookup_elem` on a hash-family map, for trusted JIT code: no argument checks, no
+/// dynamic dispatch and no epoch guard of its own. Returns the value's address or 0.
+///
+/// # Safety
+/// `map` is the `hash` of a live [`MapHandle`]; `key` is readable for the map's `key_size`
+/// bytes (the verifier proves it for trusted code); the calling thread is pinned for the
+/// whole run (`Runner` pins it), which keeps the result valid as long as the program uses it.
+pub unsafe extern "C" fn hash_lookup_trusted(map: *const HashMap, key: u64, cpu: u32) -> u64 {
+    // SAFETY: caller's contract.
+    unsafe { (*map).lookup_pinned(key as usize as *const u8, cpu) as u64 }
+}
+
+// SAFETY: `array_base`, `percpu_base` and `hash` point into `map`, which is Send + Sync; the
+// handle is only a cached view of it.
 unsafe impl Send for MapHandle {}
 // SAFETY: as above; the pointer is never used to mutate the handle itself.
 unsafe impl Sync for MapHandle {}
@@ -254,6 +270,10 @@ impl MapHandle {
             max_entries: spec.max_entries,
             array_base,
             value_stride: round_up8(spec.value_size as u64),
+            hash: map
+                .as_any()
+                .downcast_ref::<HashMap>()
+                .map_or(std::ptr::null(), |h| h as *const HashMap),
             map: map.clone(),
         })
     }

@@ -108,6 +108,30 @@ impl HashMap {
         }
     }
 
+    /// A program's lookup from inside a run: [`Map::lookup`] without the key-size check and
+    /// without taking an epoch guard of its own (the run's pin covers both the search and
+    /// the result). Null when `key` is absent.
+    ///
+    /// # Safety
+    /// The calling thread is pinned ([`epoch::pin`]) for as long as it uses the result, and
+    /// `key` is readable for `key_size` bytes.
+    #[inline]
+    pub unsafe fn lookup_pinned(&self, key: *const u8, cpu: u32) -> *mut u8 {
+        // SAFETY: caller's contract: `key_size` readable bytes.
+        let key = unsafe { std::slice::from_raw_parts(key, self.spec.key_size as usize) };
+        // SAFETY: caller's contract: pinned for the search and the result's use.
+        match unsafe { self.table.lookup(key) } {
+            // SAFETY: the node is live while pinned; the offset is inside its value storage.
+            Some(node) => unsafe {
+                self.table
+                    .layout()
+                    .value(node.as_ptr())
+                    .add(self.cpu_offset(cpu))
+            },
+            None => std::ptr::null_mut(),
+        }
+    }
+
     /// Byte offset of `cpu`'s slot in an element's value storage.
     #[inline]
     fn cpu_offset(&self, cpu: u32) -> usize {

@@ -6,7 +6,8 @@
 //!
 //! Hot helpers that cannot fault are inlined, as the kernel's JITs do: `get_smp_processor_id`
 //! is a load of `env.cpu`, `ktime_get_ns` a direct `clock_gettime(CLOCK_MONOTONIC)` call, and
-//! array lookups index the array in place (trusted code only).
+//! array lookups index the array in place and hash lookups call the table directly (trusted
+//! code only).
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
@@ -38,6 +39,8 @@ const MAX_ENTRIES_OFFSET: i32 = offset_of!(MapHandle, max_entries) as i32;
 const VALUE_STRIDE_OFFSET: i32 = offset_of!(MapHandle, value_stride) as i32;
 /// Offset of `MapHandle::percpu_base` (null unless the map is a PERCPU_ARRAY).
 const PERCPU_BASE_OFFSET: i32 = offset_of!(MapHandle, percpu_base) as i32;
+/// Offset of `MapHandle::hash` (null unless the map is of the hash family).
+const HASH_OFFSET: i32 = offset_of!(MapHandle, hash) as i32;
 /// Offset of `MapHandle::ncpus`.
 const NCPUS_OFFSET: i32 = offset_of!(MapHandle, ncpus) as i32;
 /// Offset of `RunEnv::cpu`.
@@ -126,8 +129,8 @@ impl Translator<'_> {
 
     /// `bpf_map_lookup_elem` on an ARRAY or PERCPU_ARRAY map without a call, as the kernel's
     /// `array_map_gen_lookup`: `key < max_entries ? array_base + key * stride : NULL`, read
-    /// from the [`MapHandle`] header (per-CPU: row `key * ncpus + env.cpu`). Other maps (both
-    /// bases null) take the helper call.
+    /// from the [`MapHandle`] header (per-CPU: row `key * ncpus + env.cpu`). Hash maps take a
+    /// direct call of their lookup; other maps (all three fields null) the helper call.
     ///
     /// Trusted code only: r1 must be a live `MapHandle` and r2 a readable 4-byte key, which the
     /// verifier proves. In checked environments array values are already fixed regions, so the
@@ -199,7 +202,32 @@ impl Translator<'_> {
         self.set_reg(0, r0);
         self.builder.ins().jump(join, &[]);
 
+        // The hash family, as `htab_map_gen_lookup`: a direct call of the table's lookup,
+        // which needs no checks and cannot fault, so no unwind check follows it either.
         self.builder.switch_to_block(call);
+        let hash = self
+            .builder
+            .ins()
+            .load(self.unit.ptr, flags, map, HASH_OFFSET);
+        let direct = self.builder.create_block();
+        let generic = self.builder.create_block();
+        self.builder.ins().brif(hash, direct, &[], generic, &[]);
+        self.builder.seal_block(direct);
+        self.builder.seal_block(generic);
+        self.builder.switch_to_block(direct);
+        {
+            let key_ptr = self.reg(2);
+            let cpu =
+                self.builder
+                    .ins()
+                    .load(types::I32, MemFlags::trusted(), self.env, ENV_CPU_OFFSET);
+            let lookup = crate::maps::hash_lookup_trusted as *const () as usize;
+            let call = self.call_rt(self.sigs.hash_lookup, lookup, &[hash, key_ptr, cpu]);
+            let r0 = self.builder.inst_results(call)[0];
+            self.set_reg(0, r0);
+            self.builder.ins().jump(join, &[]);
+        }
+        self.builder.switch_to_block(generic);
         self.emit_helper_call(pc, id, func);
         self.builder.ins().jump(join, &[]);
         self.builder.seal_block(join);

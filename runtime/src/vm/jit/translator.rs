@@ -40,6 +40,8 @@ pub(super) struct Sigs {
     pub(super) fault: SigRef,
     /// `rt::tail_in_place`: (env, insn) -> i64.
     pub(super) tail: SigRef,
+    /// `maps::hash_lookup_trusted`: (map, key, cpu) -> i64.
+    pub(super) hash_lookup: SigRef,
 }
 
 /// Translation state of one function.
@@ -172,7 +174,13 @@ fn make_sigs(builder: &mut FunctionBuilder<'_>, unit: &Unit<'_>) -> Sigs {
     fault.params.extend([ptr, i64p]);
     let mut tail = fault.clone();
     tail.returns.push(i64p);
+    let mut hash_lookup = Signature::new(unit.call_conv);
+    hash_lookup
+        .params
+        .extend([ptr, i64p, AbiParam::new(types::I32)]);
+    hash_lookup.returns.push(i64p);
     Sigs {
+        hash_lookup: builder.import_signature(hash_lookup),
         tail: builder.import_signature(tail),
         helper: builder.import_signature(helper),
         check: builder.import_signature(check),
