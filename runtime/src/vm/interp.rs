@@ -136,7 +136,9 @@ impl Interpreter {
         env.callback = saved_callback;
         env.callback_data = saved_data;
         env.memory.remove(&stack);
-        result
+        // Unboxed here, in the return expression, so that the 48-byte result is written once,
+        // straight into the caller's slot (see `exec::dispatch`).
+        result.map_err(|e| *e)
     }
 }
 
@@ -179,7 +181,7 @@ unsafe fn run_callback(env: *mut RunEnv, func: u64, args: [u64; 5]) -> Result<u6
         (*machine).depth = depth;
         (*machine).call_pc = call_pc;
     }
-    result
+    result.map_err(|e| *e)
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! The dispatch loop: one `match` on the (pre-decoded) opcode byte per instruction.
 
+use std::mem::MaybeUninit;
+
 use super::decode::code::*;
 use super::decode::flag;
 use super::inline::{self, KnownHandle};
@@ -175,7 +177,8 @@ fn smod32(a: u32, b: u32) -> u32 {
     }
 }
 
-/// Runs the function at `entry` in frame `depth` with r1..r5 = `args` until it returns.
+/// Runs the function at `entry` in frame `depth` with r1..r5 = `args` until it returns. The
+/// error is boxed (see [`dispatch`]); callers unbox it in their own return expression.
 ///
 /// # Safety
 /// `m` and `env` point to the live `Machine` and `RunEnv` of a run in progress; nothing else
@@ -187,7 +190,7 @@ pub(super) unsafe fn execute(
     entry: usize,
     args: [u64; 5],
     depth: usize,
-) -> Result<u64, VmError> {
+) -> Result<u64, Box<VmError>> {
     // SAFETY: `m` is live (contract); plain reads.
     let mut remaining = unsafe { (*m).remaining };
     // SAFETY: forwarded contract.
@@ -206,7 +209,9 @@ fn bad_entry(entry: usize) -> VmError {
     }
 }
 
-/// The interpreter loop proper (see [`execute`]).
+/// The interpreter loop proper (see [`execute`]). The error is boxed so that the result
+/// comes back in two registers: a 48-byte `Result` would be written to memory field by field
+/// and read back as vectors by the caller, a store-forwarding stall on every run.
 ///
 /// # Safety
 /// As [`execute`].
@@ -218,7 +223,7 @@ unsafe fn dispatch(
     args: [u64; 5],
     depth: usize,
     remaining: &mut u64,
-) -> Result<u64, VmError> {
+) -> Result<u64, Box<VmError>> {
     // SAFETY: `m` is live (contract); `prog` is a shared borrow that outlives the run.
     let (prog, stack_top, budget) = unsafe { ((*m).prog, (*m).stack_top, (*m).budget) };
     let decoded = &*prog.decoded;
@@ -227,14 +232,22 @@ unsafe fn dispatch(
     // non-terminal one, all within `ops` (whose last op is the fault sentinel); only the
     // entry comes from outside.
     if entry >= ops.len() {
-        return Err(bad_entry(entry));
+        return Err(Box::new(bad_entry(entry)));
     }
     // Sixteen slots so that the 4-bit register fields index without a bounds check or panic,
     // whatever the decoder let through; r11..r15 are never read by valid code.
     let mut reg = [0u64; 16];
-    reg[1..6].copy_from_slice(&args);
+    // One register at a time, not one vector copy: the caller has just stored `args` word by
+    // word, and a wide load spanning two of those stores cannot be forwarded from them (a
+    // stall of a dozen cycles on every run).
+    for (r, &a) in reg[1..6].iter_mut().zip(args.iter()) {
+        // SAFETY: `a` is a valid u64 on our stack; volatile only keeps the loads apart.
+        *r = unsafe { std::ptr::read_volatile(&a) };
+    }
     reg[10] = frame_top(stack_top, depth);
-    let mut frames = [Frame::default(); MAX_CALL_FRAMES];
+    // Written by every call before the matching exit reads it (slots below `nframes`), so
+    // there is nothing to zero: a run that makes no calls never touches them.
+    let mut frames = [MaybeUninit::<Frame>::uninit(); MAX_CALL_FRAMES];
     let mut nframes = 0usize;
     // SAFETY: `env` is live (contract); the stack is the interpreter's, live for the run.
     let mut windows = unsafe {
@@ -272,7 +285,7 @@ unsafe fn dispatch(
             ($last:expr) => {{
                 let used = ($last + 1 - block) as u64;
                 if *remaining < used {
-                    return Err(VmError::BudgetExhausted { insns: budget });
+                    return Err(Box::new(VmError::BudgetExhausted { insns: budget }));
                 }
                 *remaining -= used;
             }};
@@ -363,16 +376,16 @@ unsafe fn dispatch(
         macro_rules! call {
             ($at:expr) => {{
                 if depth + nframes + 1 >= MAX_CALL_FRAMES {
-                    return Err(VmError::CallDepthExceeded {
+                    return Err(Box::new(VmError::CallDepthExceeded {
                         insn: $at,
                         max: MAX_CALL_FRAMES,
-                    });
+                    }));
                 }
-                frames[nframes] = Frame {
+                frames[nframes] = MaybeUninit::new(Frame {
                     ret: pc,
                     saved: [reg[6], reg[7], reg[8], reg[9]],
                     fp: reg[10],
-                };
+                });
                 nframes += 1;
                 reg[10] = frame_top(stack_top, depth + nframes);
                 transfer!($at, op.off as usize);
@@ -637,7 +650,7 @@ unsafe fn dispatch(
                 unsafe {
                     *remaining = (*m).remaining;
                     if (*env).fault_flag != 0 {
-                        return Err((*env).take_fault(cur));
+                        return Err(Box::new((*env).take_fault(cur)));
                     }
                     if (*env).tail_call_pending != 0 {
                         // In the main function the run unwinds to the dispatcher. In a
@@ -654,7 +667,8 @@ unsafe fn dispatch(
                             return Ok(reg[0]);
                         }
                         nframes -= 1;
-                        let f = frames[nframes];
+                        // SAFETY: slots below the old `nframes` were written by their calls.
+                        let f = frames[nframes].assume_init();
                         reg[6..10].copy_from_slice(&f.saved);
                         reg[10] = f.fp;
                         pc = f.ret;
@@ -674,7 +688,8 @@ unsafe fn dispatch(
                     return Ok(reg[0]);
                 }
                 nframes -= 1;
-                let f = frames[nframes];
+                // SAFETY: slots below the old `nframes` were written by their calls.
+                let f = unsafe { frames[nframes].assume_init() };
                 reg[6..10].copy_from_slice(&f.saved);
                 reg[10] = f.fp;
                 transfer!(cur, f.ret);
@@ -994,8 +1009,8 @@ unsafe fn dispatch(
                     None => pc = cur + 2,
                 }
             }
-            FAULT => return Err(decoded.faults[op.imm as usize].clone()),
-            other => return Err(unknown_opcode(cur, other)),
+            FAULT => return Err(Box::new(decoded.faults[op.imm as usize].clone())),
+            other => return Err(Box::new(unknown_opcode(cur, other))),
         }
     }
 }
