@@ -240,9 +240,9 @@ unsafe fn dispatch(
     // One register at a time, not one vector copy: the caller has just stored `args` word by
     // word, and a wide load spanning two of those stores cannot be forwarded from them (a
     // stall of a dozen cycles on every run).
-    for (r, &a) in reg[1..6].iter_mut().zip(args.iter()) {
-        // SAFETY: `a` is a valid u64 on our stack; volatile only keeps the loads apart.
-        *r = unsafe { std::ptr::read_volatile(&a) };
+    for (r, a) in reg[1..6].iter_mut().zip(args.iter()) {
+        // SAFETY: `a` points into `args`, a live local; volatile only keeps the loads apart.
+        *r = unsafe { std::ptr::read_volatile(a) };
     }
     reg[10] = frame_top(stack_top, depth);
     // Written by every call before the matching exit reads it (slots below `nframes`), so

@@ -23,7 +23,8 @@ use crate::helpers;
 use crate::maps::MapHandle;
 use crate::vm::insn::{Insn, CALL_HELPER, CALL_LOCAL, STACK_SIZE};
 
-/// `bpf_map_lookup_elem`, inlined for ARRAY maps in trusted code.
+/// `bpf_map_lookup_elem`: inlined for ARRAY and PERCPU_ARRAY maps, a direct table call for
+/// the hash family, in trusted code.
 const MAP_LOOKUP_ELEM: i32 = 1;
 /// `bpf_ktime_get_ns`, inlined as a direct `clock_gettime` call.
 const KTIME_GET_NS: i32 = 5;
@@ -72,7 +73,7 @@ impl Translator<'_> {
             helpers::get(id).ok_or_else(|| self.unsupported(pc, format!("unknown helper {id}")))?;
         match id {
             MAP_LOOKUP_ELEM if !self.unit.guarded => {
-                self.inline_array_lookup(pc, id, helper.func as usize)
+                self.inline_map_lookup(pc, id, helper.func as usize)
             }
             GET_SMP_PROCESSOR_ID => self.inline_smp_processor_id(),
             KTIME_GET_NS => self.inline_ktime_get_ns(),
@@ -135,7 +136,7 @@ impl Translator<'_> {
     /// Trusted code only: r1 must be a live `MapHandle` and r2 a readable 4-byte key, which the
     /// verifier proves. In checked environments array values are already fixed regions, so the
     /// helper's region bookkeeping is not needed either.
-    fn inline_array_lookup(&mut self, pc: usize, id: i32, func: usize) {
+    fn inline_map_lookup(&mut self, pc: usize, id: i32, func: usize) {
         let flags = MemFlags::trusted().with_readonly();
         let map = self.reg(1);
         let base = self
