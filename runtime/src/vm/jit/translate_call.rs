@@ -11,7 +11,7 @@
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, InstBuilder, MemFlags, Signature, StackSlotData, StackSlotKind,
+    types, AbiParam, Block, InstBuilder, MemFlags, Signature, StackSlotData, StackSlotKind, Value,
 };
 
 use super::rt;
@@ -133,61 +133,63 @@ impl Translator<'_> {
     /// from the [`MapHandle`] header (per-CPU: row `key * ncpus + env.cpu`). Hash maps take a
     /// direct call of their lookup; other maps (all three fields null) the helper call.
     ///
-    /// Trusted code only: r1 must be a live `MapHandle` and r2 a readable 4-byte key, which the
+    /// Trusted code only: r1 must be a live `MapHandle` and r2 a readable key, which the
     /// verifier proves. In checked environments array values are already fixed regions, so the
     /// helper's region bookkeeping is not needed either.
     fn inline_map_lookup(&mut self, pc: usize, id: i32, func: usize) {
-        let flags = MemFlags::trusted().with_readonly();
         let map = self.reg(1);
-        let base = self
-            .builder
-            .ins()
-            .load(types::I64, flags, map, ARRAY_BASE_OFFSET);
-        let inline = self.builder.create_block();
-        let call = self.builder.create_block();
         let join = self.builder.create_block();
-        let not_array = self.builder.create_block();
-        let percpu = self.builder.create_block();
-        self.builder.ins().brif(base, inline, &[], not_array, &[]);
-        self.builder.seal_block(inline);
-        self.builder.seal_block(not_array);
+
+        let (base, not_array) = self.when_set(map, ARRAY_BASE_OFFSET);
+        self.array_element(map, base, false);
+        self.builder.ins().jump(join, &[]);
 
         // PERCPU_ARRAY, as `percpu_array_map_gen_lookup`: element `key` of this CPU.
         self.builder.switch_to_block(not_array);
-        let pbase = self
-            .builder
-            .ins()
-            .load(types::I64, flags, map, PERCPU_BASE_OFFSET);
-        self.builder.ins().brif(pbase, percpu, &[], call, &[]);
-        self.builder.seal_block(percpu);
-        self.builder.seal_block(call);
-        self.builder.switch_to_block(percpu);
-        {
-            let key_ptr = self.reg(2);
-            let key = self.builder.ins().uload32(Self::mem_flags(), key_ptr, 0);
-            let max = self.builder.ins().uload32(flags, map, MAX_ENTRIES_OFFSET);
-            let ncpus = self.builder.ins().uload32(flags, map, NCPUS_OFFSET);
-            // The runner keeps env.cpu below ncpus (Vm::runner takes it modulo ncpus).
-            let cpu = self
-                .builder
-                .ins()
-                .uload32(MemFlags::trusted(), self.env, ENV_CPU_OFFSET);
-            let stride = self
-                .builder
-                .ins()
-                .load(types::I64, flags, map, VALUE_STRIDE_OFFSET);
-            let row = self.builder.ins().imul(key, ncpus);
-            let slot = self.builder.ins().iadd(row, cpu);
-            let off = self.builder.ins().imul(slot, stride);
-            let addr = self.builder.ins().iadd(pbase, off);
-            let inside = self.builder.ins().icmp(IntCC::UnsignedLessThan, key, max);
-            let null = self.builder.ins().iconst(types::I64, 0);
-            let r0 = self.builder.ins().select(inside, addr, null);
-            self.set_reg(0, r0);
-            self.builder.ins().jump(join, &[]);
-        }
+        let (percpu_base, not_percpu) = self.when_set(map, PERCPU_BASE_OFFSET);
+        self.array_element(map, percpu_base, true);
+        self.builder.ins().jump(join, &[]);
 
-        self.builder.switch_to_block(inline);
+        // The hash family, as `htab_map_gen_lookup`: a direct call of the table's lookup,
+        // which needs no checks and cannot fault, so no unwind check follows it either.
+        self.builder.switch_to_block(not_percpu);
+        let (hash, other) = self.when_set(map, HASH_OFFSET);
+        let key_ptr = self.reg(2);
+        let cpu =
+            self.builder
+                .ins()
+                .load(types::I32, MemFlags::trusted(), self.env, ENV_CPU_OFFSET);
+        let lookup = crate::maps::hash_lookup_trusted as *const () as usize;
+        let call = self.call_rt(self.sigs.hash_lookup, lookup, &[hash, key_ptr, cpu]);
+        let r0 = self.builder.inst_results(call)[0];
+        self.set_reg(0, r0);
+        self.builder.ins().jump(join, &[]);
+
+        self.builder.switch_to_block(other);
+        self.emit_helper_call(pc, id, func);
+        self.builder.ins().jump(join, &[]);
+        self.builder.seal_block(join);
+        self.builder.switch_to_block(join);
+    }
+
+    /// Loads the pointer field at `offset` of the [`MapHandle`] `map` and branches on it: what
+    /// is emitted next runs when it is set. Returns the field and the block where it is null.
+    fn when_set(&mut self, map: Value, offset: i32) -> (Value, Block) {
+        let flags = MemFlags::trusted().with_readonly();
+        let field = self.builder.ins().load(self.unit.ptr, flags, map, offset);
+        let set = self.builder.create_block();
+        let null = self.builder.create_block();
+        self.builder.ins().brif(field, set, &[], null, &[]);
+        self.builder.seal_block(set);
+        self.builder.seal_block(null);
+        self.builder.switch_to_block(set);
+        (field, null)
+    }
+
+    /// r0 = the address of element `*r2` of the array at `base` in `map` (of this CPU's row
+    /// when `percpu`; the runner keeps env.cpu below ncpus), or NULL past `max_entries`.
+    fn array_element(&mut self, map: Value, base: Value, percpu: bool) {
+        let flags = MemFlags::trusted().with_readonly();
         let key_ptr = self.reg(2);
         let key = self.builder.ins().uload32(Self::mem_flags(), key_ptr, 0);
         let max = self.builder.ins().uload32(flags, map, MAX_ENTRIES_OFFSET);
@@ -195,44 +197,23 @@ impl Translator<'_> {
             .builder
             .ins()
             .load(types::I64, flags, map, VALUE_STRIDE_OFFSET);
-        let off = self.builder.ins().imul(key, stride);
+        let slot = if percpu {
+            let ncpus = self.builder.ins().uload32(flags, map, NCPUS_OFFSET);
+            let cpu = self
+                .builder
+                .ins()
+                .uload32(MemFlags::trusted(), self.env, ENV_CPU_OFFSET);
+            let row = self.builder.ins().imul(key, ncpus);
+            self.builder.ins().iadd(row, cpu)
+        } else {
+            key
+        };
+        let off = self.builder.ins().imul(slot, stride);
         let addr = self.builder.ins().iadd(base, off);
         let inside = self.builder.ins().icmp(IntCC::UnsignedLessThan, key, max);
         let null = self.builder.ins().iconst(types::I64, 0);
         let r0 = self.builder.ins().select(inside, addr, null);
         self.set_reg(0, r0);
-        self.builder.ins().jump(join, &[]);
-
-        // The hash family, as `htab_map_gen_lookup`: a direct call of the table's lookup,
-        // which needs no checks and cannot fault, so no unwind check follows it either.
-        self.builder.switch_to_block(call);
-        let hash = self
-            .builder
-            .ins()
-            .load(self.unit.ptr, flags, map, HASH_OFFSET);
-        let direct = self.builder.create_block();
-        let generic = self.builder.create_block();
-        self.builder.ins().brif(hash, direct, &[], generic, &[]);
-        self.builder.seal_block(direct);
-        self.builder.seal_block(generic);
-        self.builder.switch_to_block(direct);
-        {
-            let key_ptr = self.reg(2);
-            let cpu =
-                self.builder
-                    .ins()
-                    .load(types::I32, MemFlags::trusted(), self.env, ENV_CPU_OFFSET);
-            let lookup = crate::maps::hash_lookup_trusted as *const () as usize;
-            let call = self.call_rt(self.sigs.hash_lookup, lookup, &[hash, key_ptr, cpu]);
-            let r0 = self.builder.inst_results(call)[0];
-            self.set_reg(0, r0);
-            self.builder.ins().jump(join, &[]);
-        }
-        self.builder.switch_to_block(generic);
-        self.emit_helper_call(pc, id, func);
-        self.builder.ins().jump(join, &[]);
-        self.builder.seal_block(join);
-        self.builder.switch_to_block(join);
     }
 
     /// The call of helper `id` at address `func`, result into r0, then the unwind check.
