@@ -117,6 +117,10 @@ impl HashMap {
     /// `key` is readable for `key_size` bytes.
     #[inline]
     pub unsafe fn lookup_pinned(&self, key: *const u8, cpu: u32) -> *mut u8 {
+        debug_assert!(
+            epoch::is_pinned(),
+            "a program's hash lookup outside a pinned run"
+        );
         // SAFETY: caller's contract: `key_size` readable bytes.
         let key = unsafe { std::slice::from_raw_parts(key, self.spec.key_size as usize) };
         // SAFETY: caller's contract: pinned for the search and the result's use.

@@ -622,7 +622,7 @@ unsafe fn dispatch(
                 // SAFETY: `env` is live and not borrowed elsewhere (contract); `windows` is
                 // current (as for loads).
                 if let Some(r0) = unsafe {
-                    inline::array_lookup(env, &mut windows, &mut known, reg[1], reg[2])
+                    inline::map_lookup(env, &mut windows, &mut known, reg[1], reg[2])
                 } =>
             {
                 reg[0] = r0;
@@ -986,7 +986,7 @@ unsafe fn dispatch(
                 reg[dst] = k64;
                 // SAFETY: as for CALL_LOOKUP.
                 match unsafe {
-                    inline::array_lookup(env, &mut windows, &mut known, reg[1], reg[2])
+                    inline::map_lookup(env, &mut windows, &mut known, reg[1], reg[2])
                 } {
                     Some(r0) => {
                         reg[0] = r0;
@@ -1005,7 +1005,7 @@ unsafe fn dispatch(
                             _ => pc = cur + 3,
                         }
                     }
-                    // Not an array: the call's own op runs the helper.
+                    // Neither an array nor a hash map: the call's own op runs the helper.
                     None => pc = cur + 2,
                 }
             }

@@ -1,6 +1,7 @@
 //! Helpers the interpreter runs inline instead of calling, as the JIT does: `map_lookup_elem`
-//! on ARRAY and PERCPU_ARRAY maps is an index computation, and the generic helper path (handle
-//! search, key copy, a virtual call) costs several times the lookup itself.
+//! on ARRAY and PERCPU_ARRAY maps is an index computation, on the hash family a direct call of
+//! the table's lookup, and the generic helper path (handle search, key copy, a virtual call,
+//! an epoch guard) costs several times the lookup itself.
 //!
 //! The inline path must be indistinguishable from the helper: same pointer, same region added
 //! to the run's memory, same result for an index out of range. Whenever it could differ (an
@@ -19,14 +20,16 @@ pub(super) const MAP_LOOKUP_ELEM: i32 = 1;
 #[derive(Default)]
 pub(super) struct KnownHandle(Option<u64>);
 
-/// `bpf_map_lookup_elem(map, key)` for array maps: `Some(r0)`, or `None` when the helper must
-/// run instead.
+/// `bpf_map_lookup_elem(map, key)` for array and hash maps: `Some(r0)`, or `None` when the
+/// helper must run instead.
 ///
 /// # Safety
 /// `env` is the live environment of the run in progress, not borrowed elsewhere, and
-/// `windows` holds only regions of `env.memory` taken since its last change.
+/// `windows` holds only regions of `env.memory` taken since its last change. The thread is
+/// pinned for the run ([`crate::maps::epoch`]), as `Runner` does whenever a hash map is
+/// reachable.
 #[inline]
-pub(super) unsafe fn array_lookup(
+pub(super) unsafe fn map_lookup(
     env: *mut RunEnv,
     windows: &mut Windows,
     known: &mut KnownHandle,
@@ -47,6 +50,9 @@ pub(super) unsafe fn array_lookup(
         (h.array_base, 0)
     } else if !h.percpu_base.is_null() {
         (h.percpu_base, u64::from(env.cpu % h.ncpus.max(1)))
+    } else if !h.hash.is_null() {
+        // SAFETY: as above; the thread is pinned (contract).
+        return unsafe { hash_lookup(env, windows, h, key) };
     } else {
         return None;
     };
@@ -68,5 +74,32 @@ pub(super) unsafe fn array_lookup(
     let region = h.value_region(value);
     env.memory.add(region);
     windows.note(&region);
+    Some(value)
+}
+
+/// The hash family's part of [`map_lookup`]: the helper's checks (the key readable for
+/// `key_size` bytes) and its region bookkeeping, around a direct call of the table.
+///
+/// # Safety
+/// As [`map_lookup`]; `h` is one of the run's handles and `h.hash` is set.
+#[inline]
+unsafe fn hash_lookup(
+    env: &mut RunEnv,
+    windows: &mut Windows,
+    h: &MapHandle,
+    key: u64,
+) -> Option<u64> {
+    // SAFETY: `env` is live; the check only reads its regions.
+    if !unsafe { windows.can_read(env, key, u64::from(h.key_size)) } {
+        return None;
+    }
+    // SAFETY: `h.hash` is the handle's live map; the key's `key_size` bytes are readable
+    // (checked just above); the run is pinned (contract).
+    let value = unsafe { (*h.hash).lookup_pinned(key as usize as *const u8, env.cpu) } as u64;
+    if value != 0 {
+        let region = h.value_region(value);
+        env.memory.add(region);
+        windows.note(&region);
+    }
     Some(value)
 }
