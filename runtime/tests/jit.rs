@@ -700,6 +700,40 @@ fn map_lookup_inline_for_arrays_and_direct_for_hashes() {
                 "map type {map_type} guarded={guarded}"
             );
         }
+        // The interpreter's inline lookups (arrays, and the hash family's direct call) give
+        // the same answers.
+        let mut env = RunEnv {
+            cpu: 1,
+            map_handles: vec![handle.addr()],
+            ..RunEnv::default()
+        };
+        env.begin_run();
+        let _pin = maps::epoch::pin();
+        assert_eq!(
+            Interpreter::default().run(&prog, &mut env, 0, 0),
+            Ok(1 + 11 + 21 + 31 + 1000),
+            "map type {map_type} interpreted"
+        );
+        // A key the program may not read is the helper's fault, not a miss.
+        let src = format!("lddw r1, {}\nmov r2, 64\ncall 1\nexit", handle.addr());
+        let prog = prepare(assemble(&src).unwrap());
+        let mut env = RunEnv {
+            map_handles: vec![handle.addr()],
+            ..RunEnv::default()
+        };
+        env.begin_run();
+        let r = Interpreter::default().run(&prog, &mut env, 0, 0);
+        assert!(
+            matches!(
+                r,
+                Err(VmError::HelperFault {
+                    insn: 3,
+                    helper: "map_lookup_elem",
+                    ..
+                })
+            ),
+            "map type {map_type}: {r:?}"
+        );
     }
 }
 
