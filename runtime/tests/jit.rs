@@ -701,19 +701,37 @@ fn map_lookup_inline_for_arrays_and_direct_for_hashes() {
             );
         }
         // The interpreter's inline lookups (arrays, and the hash family's direct call) give
-        // the same answers.
-        let mut env = RunEnv {
-            cpu: 1,
-            map_handles: vec![handle.addr()],
-            ..RunEnv::default()
-        };
-        env.begin_run();
-        let _pin = maps::epoch::pin();
-        assert_eq!(
-            Interpreter::default().run(&prog, &mut env, 0, 0),
-            Ok(1 + 11 + 21 + 31 + 1000),
-            "map type {map_type} interpreted"
+        // the same answers, also in clang's order (key address first, then the map, the call
+        // and the null check: one fused op), and leave each value's region registered.
+        let clang_order = format!(
+            "mov r6, 0\nmov r7, 0\n\
+             l:\nstxw [r10-4], r7\nmov r2, r10\nadd r2, -4\nlddw r1, {}\ncall 1\n\
+             jeq r0, 0, null\nldxw r0, [r0+4]\nadd r6, r0\nja next\n\
+             null:\nadd r6, 1000\n\
+             next:\nadd r7, 1\njle r7, 4, l\nmov r0, r6\nexit",
+            handle.addr()
         );
+        for prog in [prog, prepare(assemble(&clang_order).unwrap())] {
+            let mut env = RunEnv {
+                cpu: 1,
+                map_handles: vec![handle.addr()],
+                ..RunEnv::default()
+            };
+            env.begin_run();
+            let _pin = maps::epoch::pin();
+            assert_eq!(
+                Interpreter::default().run(&prog, &mut env, 0, 0),
+                Ok(1 + 11 + 21 + 31 + 1000),
+                "map type {map_type} interpreted"
+            );
+            let values = env
+                .memory
+                .regions()
+                .iter()
+                .filter(|r| r.kind == RegionKind::MapValue)
+                .count();
+            assert_eq!(values, 4, "map type {map_type}: value regions");
+        }
         // A key the program may not read is the helper's fault, not a miss.
         let src = format!("lddw r1, {}\nmov r2, 64\ncall 1\nexit", handle.addr());
         let prog = prepare(assemble(&src).unwrap());

@@ -16,8 +16,8 @@
 //! - **Pointers from [`crate::maps::Map::lookup`] are valid only while the caller is pinned.**
 //!   Lookups pin internally too (a nested pin costs a thread-local counter increment), but that
 //!   guard only protects the search itself: the returned pointer outlives it only because the
-//!   caller's own pin is still held. JIT code's direct hash lookups
-//!   ([`crate::maps::hash_lookup_trusted`]) take no guard at all: the run's pin covers the
+//!   caller's own pin is still held. Programs' hash lookups in both engines
+//!   ([`crate::maps::HashMap::lookup_pinned`]) take no guard at all: the run's pin covers the
 //!   search too.
 //! - **Do not stay pinned forever.** A worker that never unpins stops reclamation for everyone
 //!   (memory grows, nothing breaks). Unpin between batches, or call [`Guard::repin`].

@@ -218,6 +218,9 @@ pub struct MapHandle {
     /// for JIT code that calls [`hash_lookup_trusted`] directly instead of the generic
     /// helper, as the kernel's `htab_map_gen_lookup` does. Null for other maps.
     pub hash: *const HashMap,
+    /// Whether programs may write the map's values (not `BPF_F_RDONLY_PROG`), cached so that
+    /// a lookup's region costs no virtual call.
+    pub value_writable: bool,
     /// The map itself.
     pub map: Arc<dyn Map>,
 }
@@ -247,7 +250,7 @@ impl MapHandle {
         Region {
             start: value,
             len: u64::from(self.value_size),
-            writable: self.map.spec().flags & BPF_F_RDONLY_PROG == 0,
+            writable: self.value_writable,
             kind: RegionKind::MapValue,
         }
     }
@@ -270,6 +273,7 @@ impl MapHandle {
             max_entries: spec.max_entries,
             array_base,
             value_stride: round_up8(spec.value_size as u64),
+            value_writable: spec.flags & BPF_F_RDONLY_PROG == 0,
             hash: map
                 .as_any()
                 .downcast_ref::<HashMap>()

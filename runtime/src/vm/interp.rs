@@ -88,7 +88,9 @@ impl Interpreter {
     /// except those proven at decoding (see the module's invariants).
     ///
     /// The caller has called [`RunEnv::begin_run`] and registered the context and packet
-    /// regions; those regions must stay valid memory for the whole run. When a helper requests
+    /// regions; those regions must stay valid memory for the whole run. When any map other
+    /// than an array is reachable, the thread must be pinned ([`crate::maps::epoch::pin`]) for
+    /// the run, as `Runner` does: hash lookups take no guard of their own. When a helper requests
     /// a tail call (`env.tail_call_pending`), `run` returns `Ok(r0)` at once and the dispatcher
     /// continues with the target.
     pub fn run(

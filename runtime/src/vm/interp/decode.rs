@@ -144,7 +144,8 @@ pub(super) mod code {
     pub const SHIFT_OR64: u8 = BPF_ALU64 | 0xf0;
     /// `dst = imm (ld_imm64 of a map); r0 = map_lookup_elem(r1, r2)` run inline, then
     /// `aux` 1: `if r0 == 0 goto off`, 2: `if r0 != 0 goto off`, 0: no branch. When the map
-    /// is not an array it sets `dst` and continues at the call's own op.
+    /// is neither an array nor of the hash family (or the key is not readable) it sets `dst`
+    /// and continues at the call's own op, which runs the helper.
     pub const LOOKUP_BRANCH: u8 = 0xef;
     /// A little-endian 16-bit field read byte by byte, high byte first (clang's code for an
     /// unaligned `__u16`): `ldxb dst, [src + off]; lsh32 dst, 8; ldxb b, [q + imm];
