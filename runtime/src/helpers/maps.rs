@@ -59,8 +59,8 @@ pub(super) unsafe extern "C" fn map_lookup_elem(
             // An inner map's handle: a map argument for later helper calls, never memory the
             // program may touch.
             let addr = p.as_ptr() as u64;
-            if let Err(i) = env.map_handles.binary_search(&addr) {
-                env.map_handles.insert(i, addr);
+            if let Err(i) = env.inner_handles.binary_search(&addr) {
+                env.inner_handles.insert(i, addr);
             }
             addr
         }

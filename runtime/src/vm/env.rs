@@ -34,6 +34,11 @@ pub struct RunEnv {
     pub ctx: *mut u8,
     /// Map handles this program may pass to helpers (addresses, sorted), for checked runs.
     pub map_handles: Vec<u64>,
+    /// Inner-map handles looked up in this run (addresses, sorted), also valid map arguments
+    /// in checked runs. Forgotten at [`RunEnv::begin_run`]: a map of maps frees a replaced
+    /// inner handle once no run is pinned, so one kept past its run (say, as an integer in a
+    /// map value) must not validate later.
+    pub inner_handles: Vec<u64>,
     /// Target chosen by `bpf_redirect` / `bpf_redirect_map` in this run.
     pub redirect: Redirect,
     /// Lines written by `bpf_trace_printk`, drained by the caller.
@@ -96,6 +101,7 @@ impl Default for RunEnv {
             tail_call_target: std::ptr::null(),
             ctx: std::ptr::null_mut(),
             map_handles: Vec::new(),
+            inner_handles: Vec::new(),
             redirect: Redirect::None,
             trace_log: Vec::new(),
             prandom_state: 0x9e37_79b9_7f4a_7c15,
@@ -122,6 +128,15 @@ impl RunEnv {
         self.tail_call_target = std::ptr::null();
         self.redirect = Redirect::None;
         self.memory.reset_dynamic();
+        self.inner_handles.clear();
+    }
+
+    /// Whether `addr` is one of this program's map handles or an inner map looked up in this
+    /// run.
+    #[inline(always)]
+    pub fn is_map_handle(&self, addr: u64) -> bool {
+        self.map_handles.binary_search(&addr).is_ok()
+            || self.inner_handles.binary_search(&addr).is_ok()
     }
 
     /// Records a helper fault; the engine sees `fault_flag` and stops at the calling insn.
@@ -197,12 +212,46 @@ impl RunEnv {
     /// argument of a verified program, as the loader put it there).
     #[inline(always)]
     pub unsafe fn map_arg<'a>(&mut self, helper: &'static str, addr: u64) -> Option<&'a MapHandle> {
-        if self.checked && self.map_handles.binary_search(&addr).is_err() {
+        if self.checked && !self.is_map_handle(addr) {
             self.raise_not_a_map(helper, addr);
             return None;
         }
-        // SAFETY: either checked to be one of the program's live handles above, or proven by
-        // the verifier (caller's contract); handles outlive every run of their program.
+        // SAFETY: either checked above to be one of the program's live handles (which outlive
+        // every run of it) or an inner handle of this run (freed only after the run's pin), or
+        // proven by the verifier (caller's contract).
         Some(unsafe { &*(addr as *const MapHandle) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunEnv;
+    use crate::maps::{self, types, MapHandle};
+    use crate::object::spec::MapSpec;
+
+    /// An inner-map handle is a valid map argument for the rest of the run that looked it
+    /// up, and no longer once the next run begins (its map of maps may have freed it).
+    #[test]
+    fn inner_handles_are_forgotten_at_the_next_run() {
+        let spec = MapSpec {
+            name: "inner".into(),
+            map_type: types::ARRAY,
+            key_size: 4,
+            value_size: 4,
+            max_entries: 1,
+            ..MapSpec::default()
+        };
+        let handle = MapHandle::new(maps::create(&spec, 1).unwrap());
+        let mut env = RunEnv::default();
+        assert!(env.checked);
+        env.begin_run();
+        env.inner_handles.push(handle.addr());
+        // SAFETY: the address is a live handle, and checked runs validate it anyway.
+        assert!(unsafe { env.map_arg("t", handle.addr()) }.is_some());
+        assert_eq!(env.fault_flag, 0);
+        env.begin_run();
+        // SAFETY: as above; the check refuses it before any dereference.
+        assert!(unsafe { env.map_arg("t", handle.addr()) }.is_none());
+        assert_eq!(env.fault_flag, 1);
     }
 }

@@ -39,8 +39,11 @@ pub(super) unsafe fn map_lookup(
     // SAFETY: `env` is live and exclusively ours for this call (contract).
     let env = unsafe { &mut *env };
     if known.0 != Some(map) {
-        // Handles only join the list during a run (inner maps), never leave it.
-        env.map_handles.binary_search(&map).ok()?;
+        // Handles only join the lists during a run (inner maps), never leave them before it
+        // ends.
+        if !env.is_map_handle(map) {
+            return None;
+        }
         known.0 = Some(map);
     }
     // SAFETY: `map` is one of the program's handles (searched above, now or earlier in this
