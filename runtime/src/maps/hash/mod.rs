@@ -158,15 +158,9 @@ impl Map for HashMap {
     fn lookup(&self, key: &[u8], cpu: u32) -> Option<NonNull<u8>> {
         let key = self.key(key).ok()?;
         let _guard = epoch::pin();
-        // SAFETY: pinned for the search; the caller's own pin covers the result (Map contract).
-        let node = unsafe { self.table.lookup(key) }?;
-        // SAFETY: the node is live while pinned; the offset is inside its value storage.
-        NonNull::new(unsafe {
-            self.table
-                .layout()
-                .value(node.as_ptr())
-                .add(self.cpu_offset(cpu))
-        })
+        // SAFETY: pinned for the search; the caller's own pin covers the result (Map
+        // contract); `key` holds `key_size` bytes (checked just above).
+        NonNull::new(unsafe { self.lookup_pinned(key.as_ptr(), cpu) })
     }
 
     fn update(&self, key: &[u8], value: &[u8], f: u64, cpu: u32) -> Result<(), MapError> {
