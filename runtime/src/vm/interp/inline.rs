@@ -74,10 +74,16 @@ pub(super) unsafe fn map_lookup(
         u64::from(index) * u64::from(h.ncpus) + slot
     };
     let value = base as u64 + element * h.value_stride;
+    register_value(env, windows, h, value);
+    Some(value)
+}
+
+/// Makes the value at `value` of `h` memory the rest of the run may touch, as the helper
+/// does, and a window of it.
+fn register_value(env: &mut RunEnv, windows: &mut Windows, h: &MapHandle, value: u64) {
     let region = h.value_region(value);
     env.memory.add(region);
     windows.note(&region);
-    Some(value)
 }
 
 /// The hash family's part of [`map_lookup`]: the helper's checks (the key readable for
@@ -100,9 +106,7 @@ unsafe fn hash_lookup(
     // (checked just above); the run is pinned (contract).
     let value = unsafe { (*h.hash).lookup_pinned(key as usize as *const u8, env.cpu) } as u64;
     if value != 0 {
-        let region = h.value_region(value);
-        env.memory.add(region);
-        windows.note(&region);
+        register_value(env, windows, h, value);
     }
     Some(value)
 }
