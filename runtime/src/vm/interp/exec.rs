@@ -391,6 +391,20 @@ unsafe fn dispatch(
                 transfer!($at, op.off as usize);
             }};
         }
+        // The return from the innermost local call (`nframes > 0`): restores the caller's
+        // r6..r10 and yields its return address.
+        macro_rules! pop_frame {
+            () => {{
+                nframes -= 1;
+                // Also expanded inside the helper-call path's `unsafe` block.
+                #[allow(unused_unsafe)]
+                // SAFETY: the slots below the old `nframes` were written by their calls.
+                let f = unsafe { frames[nframes].assume_init() };
+                reg[6..10].copy_from_slice(&f.saved);
+                reg[10] = f.fp;
+                f.ret
+            }};
+        }
         // The INC_MEM `$inc` at slot `$at`: `*(size *)(src + off) += imm`, the sum left in
         // `dst` (three slots; faults name the load's and the store's own slots).
         macro_rules! inc_mem {
@@ -666,12 +680,7 @@ unsafe fn dispatch(
                             // A callback function: its caller is the helper.
                             return Ok(reg[0]);
                         }
-                        nframes -= 1;
-                        // SAFETY: slots below the old `nframes` were written by their calls.
-                        let f = frames[nframes].assume_init();
-                        reg[6..10].copy_from_slice(&f.saved);
-                        reg[10] = f.fp;
-                        pc = f.ret;
+                        pc = pop_frame!();
                         block = pc;
                     }
                 }
@@ -687,12 +696,8 @@ unsafe fn dispatch(
                     charge!(cur);
                     return Ok(reg[0]);
                 }
-                nframes -= 1;
-                // SAFETY: slots below the old `nframes` were written by their calls.
-                let f = unsafe { frames[nframes].assume_init() };
-                reg[6..10].copy_from_slice(&f.saved);
-                reg[10] = f.fp;
-                transfer!(cur, f.ret);
+                let ret = pop_frame!();
+                transfer!(cur, ret);
             }
 
             // ---- loads and stores ----
