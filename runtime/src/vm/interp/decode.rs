@@ -471,7 +471,7 @@ impl Decoder {
                     && insn.src == FRAME_REG
                     && in_frame(insn.off, insn.mem_size()) =>
             {
-                op.code = code::LDX_STACK | (insn.op & 0x18);
+                op.code = code::LDX_STACK | size(insn.op);
             }
             BPF_STX
                 if insn.op & 0xe0 == BPF_MEM
@@ -479,7 +479,7 @@ impl Decoder {
                     && insn.dst == FRAME_REG
                     && in_frame(insn.off, insn.mem_size()) =>
             {
-                op.code = code::STX_STACK | (insn.op & 0x18);
+                op.code = code::STX_STACK | size(insn.op);
             }
             BPF_ST
                 if insn.op & 0xe0 == BPF_MEM
@@ -487,7 +487,7 @@ impl Decoder {
                     && insn.dst == FRAME_REG
                     && in_frame(insn.off, insn.mem_size()) =>
             {
-                op.code = code::ST_STACK | (insn.op & 0x18);
+                op.code = code::ST_STACK | size(insn.op);
             }
             BPF_STX if insn.op & 0xe0 == BPF_ATOMIC => {
                 let known = [
@@ -697,6 +697,16 @@ fn fuse_lookup_inc(ops: &mut [Op]) {
     }
 }
 
+/// The size field of a memory op's code (`BPF_W`, `BPF_H`, `BPF_B`, `BPF_DW`).
+fn size(code: u8) -> u8 {
+    code & 0x18
+}
+
+/// A memory op's code without its size: class and mode (`BPF_LDX | BPF_MEM`, ...).
+fn class_mode(code: u8) -> u8 {
+    code & !0x18
+}
+
 /// `ld_imm64 a, X; ldx v, [a + 0]; add v, k|x; stx [a + 0], v` with both accesses proven at
 /// X (a counter in global data), as one [`code::INC_FIXED`] op; `a` is the ld_imm64 and
 /// `rest` the slots after its two.
@@ -704,7 +714,7 @@ fn fixed_counter(a: Op, rest: &[Op]) -> Option<Op> {
     let [load, add, store, ..] = *rest else {
         return None;
     };
-    let size = load.code & 0x18;
+    let size = size(load.code);
     let (add_k, add_x) = match size {
         BPF_DW => (BPF_ALU64 | BPF_ADD | BPF_K, BPF_ALU64 | BPF_ADD | BPF_X),
         BPF_W => (BPF_ALU | BPF_ADD | BPF_K, BPF_ALU | BPF_ADD | BPF_X),
@@ -747,8 +757,6 @@ fn fuse(ops: &mut [Op], fixed: &[Region]) {
     const JEQ_K: u8 = BPF_JMP | BPF_JEQ | BPF_K;
     const JNE_K: u8 = BPF_JMP | BPF_JNE | BPF_K;
     const LD_IMM64: u8 = BPF_LD | BPF_IMM | BPF_DW;
-    let size = |code: u8| code & 0x18;
-    let class_mode = |code: u8| code & !0x18;
     for i in 0..ops.len().saturating_sub(1) {
         let (a, b) = (ops[i], ops[i + 1]);
         let c = ops.get(i + 2).copied();
@@ -859,12 +867,12 @@ fn move_call(a: Op, b: Op) -> Option<Op> {
 /// `ldx t, [p + o]; stx [q + o2], t` of one width: a copy, as one [`code::COPY_MEM`] op (the
 /// store's address is read after the load, as the slots do, so `q` may be `t`).
 fn copy_mem(a: Op, b: Op) -> Option<Op> {
-    let is_copy = a.code & !0x18 == BPF_LDX | BPF_MEM
-        && b.code & !0x18 == BPF_STX | BPF_MEM
-        && a.code & 0x18 == b.code & 0x18
+    let is_copy = class_mode(a.code) == BPF_LDX | BPF_MEM
+        && class_mode(b.code) == BPF_STX | BPF_MEM
+        && size(a.code) == size(b.code)
         && b.src == a.dst;
     is_copy.then_some(Op {
-        code: code::COPY_MEM | (a.code & 0x18),
+        code: code::COPY_MEM | size(a.code),
         dst: a.dst,
         src: a.src,
         off: a.off,
