@@ -76,8 +76,10 @@ pub(super) mod code {
     /// `dst = src` (`aux` 1: 32-bit, zero-extended) then a local call to `off`: the argument
     /// set up right before a call (two slots). A JMP code no instruction has (`0xe0`).
     pub const MOV_CALL: u8 = BPF_JMP | 0xe0;
-    /// Raises `Decoded::faults[imm]`.
-    pub const FAULT: u8 = 0xe0;
+    /// Raises `Decoded::faults[imm]`. Code 0 (an LD-class code, which decoding never passes
+    /// through): with it, the dispatch `match` spans every byte value, so its jump table
+    /// needs no range check.
+    pub const FAULT: u8 = 0x00;
 
     // Superinstructions: the first slot of a common sequence does the work of all of it (the
     // later slots keep their own ops, for jumps that land on them).
