@@ -3,7 +3,7 @@
 use std::mem::MaybeUninit;
 
 use super::decode::code::*;
-use super::decode::flag;
+use super::decode::{flag, Op};
 use super::inline::{self, KnownHandle};
 use super::mem::{self, Windows, ORDER};
 use super::Machine;
@@ -272,14 +272,36 @@ unsafe fn dispatch(
         // (ld_imm64 after its second slot, a superinstruction after the last slot of its
         // sequence, up to + 7: never past the end, the slots exist), all at most
         // `ops.len() - 1`, the sentinel, which returns.
-        let op = unsafe { *ops.get_unchecked(pc) };
+        let op: &Op = unsafe { ops.get_unchecked(pc) };
         let cur = pc;
         pc += 1;
-        let dst = usize::from(op.dst & 0x0f);
-        let src = usize::from(op.src & 0x0f);
-        let k64 = op.imm;
-        let k32 = op.imm as u32;
-        let signed = op.off == 1;
+        // Operand fields are read where an arm uses them, not up front: read here, every
+        // dispatch would load and mask all of them (most ops need two or three).
+        macro_rules! dst {
+            () => {
+                usize::from(op.dst & 0x0f)
+            };
+        }
+        macro_rules! src {
+            () => {
+                usize::from(op.src & 0x0f)
+            };
+        }
+        macro_rules! k64 {
+            () => {
+                op.imm
+            };
+        }
+        macro_rules! k32 {
+            () => {
+                op.imm as u32
+            };
+        }
+        macro_rules! signed {
+            () => {
+                op.off == 1
+            };
+        }
         // Charges the run from `block` to slot `last`.
         macro_rules! charge {
             ($last:expr) => {{
@@ -303,16 +325,16 @@ unsafe fn dispatch(
 
         macro_rules! alu64 {
             ($b:expr, |$x:ident, $y:ident| $e:expr) => {{
-                let $x = reg[dst];
+                let $x = reg[dst!()];
                 let $y: u64 = $b;
-                reg[dst] = $e;
+                reg[dst!()] = $e;
             }};
         }
         macro_rules! alu32 {
             ($b:expr, |$x:ident, $y:ident| $e:expr) => {{
-                let $x = reg[dst] as u32;
+                let $x = reg[dst!()] as u32;
                 let $y: u32 = $b;
-                reg[dst] = u64::from($e);
+                reg[dst!()] = u64::from($e);
             }};
         }
         // A conditional jump. Only a taken jump ends the straight-line run: one that falls
@@ -405,8 +427,8 @@ unsafe fn dispatch(
                 f.ret
             }};
         }
-        // The INC_MEM `$inc` at slot `$at`: `*(size *)(src + off) += imm`, the sum left in
-        // `dst` (three slots; faults name the load's and the store's own slots).
+        // The INC_MEM `$inc` at slot `$at`: `*(size *)(src!() + off) += imm`, the sum left in
+        // `dst!()` (three slots; faults name the load's and the store's own slots).
         macro_rules! inc_mem {
             ($inc:expr, $at:expr) => {{
                 let inc = $inc;
@@ -451,64 +473,64 @@ unsafe fn dispatch(
         // 32-bit and 64-bit views of the compared operands.
         macro_rules! a64 {
             () => {
-                reg[dst]
+                reg[dst!()]
             };
         }
         macro_rules! x64 {
             () => {
-                reg[src]
+                reg[src!()]
             };
         }
         macro_rules! a32 {
             () => {
-                reg[dst] as u32
+                reg[dst!()] as u32
             };
         }
         macro_rules! x32 {
             () => {
-                reg[src] as u32
+                reg[src!()] as u32
             };
         }
 
         match op.code {
             // ---- ALU64 ----
-            ADD64_K => alu64!(k64, |a, b| a.wrapping_add(b)),
+            ADD64_K => alu64!(k64!(), |a, b| a.wrapping_add(b)),
             ADD64_X => alu64!(x64!(), |a, b| a.wrapping_add(b)),
-            SUB64_K => alu64!(k64, |a, b| a.wrapping_sub(b)),
+            SUB64_K => alu64!(k64!(), |a, b| a.wrapping_sub(b)),
             SUB64_X => alu64!(x64!(), |a, b| a.wrapping_sub(b)),
-            MUL64_K => alu64!(k64, |a, b| a.wrapping_mul(b)),
+            MUL64_K => alu64!(k64!(), |a, b| a.wrapping_mul(b)),
             MUL64_X => alu64!(x64!(), |a, b| a.wrapping_mul(b)),
-            DIV64_K => alu64!(k64, |a, b| if signed { sdiv64(a, b) } else { udiv64(a, b) }),
-            DIV64_X => alu64!(x64!(), |a, b| if signed {
+            DIV64_K => alu64!(k64!(), |a, b| if signed!() { sdiv64(a, b) } else { udiv64(a, b) }),
+            DIV64_X => alu64!(x64!(), |a, b| if signed!() {
                 sdiv64(a, b)
             } else {
                 udiv64(a, b)
             }),
-            MOD64_K => alu64!(k64, |a, b| if signed { smod64(a, b) } else { umod64(a, b) }),
-            MOD64_X => alu64!(x64!(), |a, b| if signed {
+            MOD64_K => alu64!(k64!(), |a, b| if signed!() { smod64(a, b) } else { umod64(a, b) }),
+            MOD64_X => alu64!(x64!(), |a, b| if signed!() {
                 smod64(a, b)
             } else {
                 umod64(a, b)
             }),
-            OR64_K => alu64!(k64, |a, b| a | b),
+            OR64_K => alu64!(k64!(), |a, b| a | b),
             OR64_X => alu64!(x64!(), |a, b| a | b),
-            AND64_K => alu64!(k64, |a, b| a & b),
+            AND64_K => alu64!(k64!(), |a, b| a & b),
             AND64_X => alu64!(x64!(), |a, b| a & b),
-            XOR64_K => alu64!(k64, |a, b| a ^ b),
+            XOR64_K => alu64!(k64!(), |a, b| a ^ b),
             XOR64_X => alu64!(x64!(), |a, b| a ^ b),
             // wrapping_shl/shr mask the count to the width (& 63), as the kernel.
-            LSH64_K => alu64!(k64, |a, b| a.wrapping_shl(b as u32)),
+            LSH64_K => alu64!(k64!(), |a, b| a.wrapping_shl(b as u32)),
             LSH64_X => alu64!(x64!(), |a, b| a.wrapping_shl(b as u32)),
-            RSH64_K => alu64!(k64, |a, b| a.wrapping_shr(b as u32)),
+            RSH64_K => alu64!(k64!(), |a, b| a.wrapping_shr(b as u32)),
             RSH64_X => alu64!(x64!(), |a, b| a.wrapping_shr(b as u32)),
-            ARSH64_K => alu64!(k64, |a, b| (a as i64).wrapping_shr(b as u32) as u64),
+            ARSH64_K => alu64!(k64!(), |a, b| (a as i64).wrapping_shr(b as u32) as u64),
             ARSH64_X => alu64!(x64!(), |a, b| (a as i64).wrapping_shr(b as u32) as u64),
-            NEG64 => reg[dst] = a64!().wrapping_neg(),
-            MOV64_K => reg[dst] = k64,
-            MOV64_X => reg[dst] = x64!(),
+            NEG64 => reg[dst!()] = a64!().wrapping_neg(),
+            MOV64_K => reg[dst!()] = k64!(),
+            MOV64_X => reg[dst!()] = x64!(),
             MOVSX64 => {
                 let x = x64!();
-                reg[dst] = match op.off {
+                reg[dst!()] = match op.off {
                     8 => x as i8 as i64 as u64,
                     16 => x as i16 as i64 as u64,
                     _ => x as i32 as i64 as u64,
@@ -517,7 +539,7 @@ unsafe fn dispatch(
             // The decoder turned every other width into a fault.
             BSWAP => {
                 let a = a64!();
-                reg[dst] = match k32 {
+                reg[dst!()] = match k32!() {
                     16 => u64::from((a as u16).swap_bytes()),
                     32 => u64::from((a as u32).swap_bytes()),
                     _ => a.swap_bytes(),
@@ -525,49 +547,49 @@ unsafe fn dispatch(
             }
 
             // ---- ALU (32-bit, result zero-extended) ----
-            ADD32_K => alu32!(k32, |a, b| a.wrapping_add(b)),
+            ADD32_K => alu32!(k32!(), |a, b| a.wrapping_add(b)),
             ADD32_X => alu32!(x32!(), |a, b| a.wrapping_add(b)),
-            SUB32_K => alu32!(k32, |a, b| a.wrapping_sub(b)),
+            SUB32_K => alu32!(k32!(), |a, b| a.wrapping_sub(b)),
             SUB32_X => alu32!(x32!(), |a, b| a.wrapping_sub(b)),
-            MUL32_K => alu32!(k32, |a, b| a.wrapping_mul(b)),
+            MUL32_K => alu32!(k32!(), |a, b| a.wrapping_mul(b)),
             MUL32_X => alu32!(x32!(), |a, b| a.wrapping_mul(b)),
-            DIV32_K => alu32!(k32, |a, b| if signed { sdiv32(a, b) } else { udiv32(a, b) }),
-            DIV32_X => alu32!(x32!(), |a, b| if signed {
+            DIV32_K => alu32!(k32!(), |a, b| if signed!() { sdiv32(a, b) } else { udiv32(a, b) }),
+            DIV32_X => alu32!(x32!(), |a, b| if signed!() {
                 sdiv32(a, b)
             } else {
                 udiv32(a, b)
             }),
-            MOD32_K => alu32!(k32, |a, b| if signed { smod32(a, b) } else { umod32(a, b) }),
-            MOD32_X => alu32!(x32!(), |a, b| if signed {
+            MOD32_K => alu32!(k32!(), |a, b| if signed!() { smod32(a, b) } else { umod32(a, b) }),
+            MOD32_X => alu32!(x32!(), |a, b| if signed!() {
                 smod32(a, b)
             } else {
                 umod32(a, b)
             }),
-            OR32_K => alu32!(k32, |a, b| a | b),
+            OR32_K => alu32!(k32!(), |a, b| a | b),
             OR32_X => alu32!(x32!(), |a, b| a | b),
-            AND32_K => alu32!(k32, |a, b| a & b),
+            AND32_K => alu32!(k32!(), |a, b| a & b),
             AND32_X => alu32!(x32!(), |a, b| a & b),
-            XOR32_K => alu32!(k32, |a, b| a ^ b),
+            XOR32_K => alu32!(k32!(), |a, b| a ^ b),
             XOR32_X => alu32!(x32!(), |a, b| a ^ b),
-            LSH32_K => alu32!(k32, |a, b| a.wrapping_shl(b)),
+            LSH32_K => alu32!(k32!(), |a, b| a.wrapping_shl(b)),
             LSH32_X => alu32!(x32!(), |a, b| a.wrapping_shl(b)),
-            RSH32_K => alu32!(k32, |a, b| a.wrapping_shr(b)),
+            RSH32_K => alu32!(k32!(), |a, b| a.wrapping_shr(b)),
             RSH32_X => alu32!(x32!(), |a, b| a.wrapping_shr(b)),
-            ARSH32_K => alu32!(k32, |a, b| (a as i32).wrapping_shr(b) as u32),
+            ARSH32_K => alu32!(k32!(), |a, b| (a as i32).wrapping_shr(b) as u32),
             ARSH32_X => alu32!(x32!(), |a, b| (a as i32).wrapping_shr(b) as u32),
-            NEG32 => reg[dst] = u64::from(a32!().wrapping_neg()),
-            MOV32_K => reg[dst] = u64::from(k32),
-            MOV32_X => reg[dst] = u64::from(x32!()),
+            NEG32 => reg[dst!()] = u64::from(a32!().wrapping_neg()),
+            MOV32_K => reg[dst!()] = u64::from(k32!()),
+            MOV32_X => reg[dst!()] = u64::from(x32!()),
             MOVSX32 => {
                 let x = x64!();
-                reg[dst] = u64::from(match op.off {
+                reg[dst!()] = u64::from(match op.off {
                     8 => x as i8 as i32 as u32,
                     _ => x as i16 as i32 as u32,
                 })
             }
             END_LE => {
                 let a = a64!();
-                reg[dst] = match k32 {
+                reg[dst!()] = match k32!() {
                     16 => u64::from((a as u16).to_le()),
                     32 => u64::from((a as u32).to_le()),
                     _ => a.to_le(),
@@ -575,7 +597,7 @@ unsafe fn dispatch(
             }
             END_BE => {
                 let a = a64!();
-                reg[dst] = match k32 {
+                reg[dst!()] = match k32!() {
                     16 => u64::from((a as u16).to_be()),
                     32 => u64::from((a as u32).to_be()),
                     _ => a.to_be(),
@@ -584,51 +606,51 @@ unsafe fn dispatch(
 
             // ---- JMP (`off` is the absolute target; JA32 was decoded to JA) ----
             JA => transfer!(cur, op.off as usize),
-            JEQ_K => jump!(a64!() == k64),
+            JEQ_K => jump!(a64!() == k64!()),
             JEQ_X => jump!(a64!() == x64!()),
-            JGT_K => jump!(a64!() > k64),
+            JGT_K => jump!(a64!() > k64!()),
             JGT_X => jump!(a64!() > x64!()),
-            JGE_K => jump!(a64!() >= k64),
+            JGE_K => jump!(a64!() >= k64!()),
             JGE_X => jump!(a64!() >= x64!()),
-            JSET_K => jump!(a64!() & k64 != 0),
+            JSET_K => jump!(a64!() & k64!() != 0),
             JSET_X => jump!(a64!() & x64!() != 0),
-            JNE_K => jump!(a64!() != k64),
+            JNE_K => jump!(a64!() != k64!()),
             JNE_X => jump!(a64!() != x64!()),
-            JSGT_K => jump!((a64!() as i64) > (k64 as i64)),
+            JSGT_K => jump!((a64!() as i64) > (k64!() as i64)),
             JSGT_X => jump!((a64!() as i64) > (x64!() as i64)),
-            JSGE_K => jump!((a64!() as i64) >= (k64 as i64)),
+            JSGE_K => jump!((a64!() as i64) >= (k64!() as i64)),
             JSGE_X => jump!((a64!() as i64) >= (x64!() as i64)),
-            JLT_K => jump!(a64!() < k64),
+            JLT_K => jump!(a64!() < k64!()),
             JLT_X => jump!(a64!() < x64!()),
-            JLE_K => jump!(a64!() <= k64),
+            JLE_K => jump!(a64!() <= k64!()),
             JLE_X => jump!(a64!() <= x64!()),
-            JSLT_K => jump!((a64!() as i64) < (k64 as i64)),
+            JSLT_K => jump!((a64!() as i64) < (k64!() as i64)),
             JSLT_X => jump!((a64!() as i64) < (x64!() as i64)),
-            JSLE_K => jump!((a64!() as i64) <= (k64 as i64)),
+            JSLE_K => jump!((a64!() as i64) <= (k64!() as i64)),
             JSLE_X => jump!((a64!() as i64) <= (x64!() as i64)),
 
             // ---- JMP32: compare the low 32 bits ----
-            JEQ32_K => jump!(a32!() == k32),
+            JEQ32_K => jump!(a32!() == k32!()),
             JEQ32_X => jump!(a32!() == x32!()),
-            JGT32_K => jump!(a32!() > k32),
+            JGT32_K => jump!(a32!() > k32!()),
             JGT32_X => jump!(a32!() > x32!()),
-            JGE32_K => jump!(a32!() >= k32),
+            JGE32_K => jump!(a32!() >= k32!()),
             JGE32_X => jump!(a32!() >= x32!()),
-            JSET32_K => jump!(a32!() & k32 != 0),
+            JSET32_K => jump!(a32!() & k32!() != 0),
             JSET32_X => jump!(a32!() & x32!() != 0),
-            JNE32_K => jump!(a32!() != k32),
+            JNE32_K => jump!(a32!() != k32!()),
             JNE32_X => jump!(a32!() != x32!()),
-            JSGT32_K => jump!((a32!() as i32) > (k32 as i32)),
+            JSGT32_K => jump!((a32!() as i32) > (k32!() as i32)),
             JSGT32_X => jump!((a32!() as i32) > (x32!() as i32)),
-            JSGE32_K => jump!((a32!() as i32) >= (k32 as i32)),
+            JSGE32_K => jump!((a32!() as i32) >= (k32!() as i32)),
             JSGE32_X => jump!((a32!() as i32) >= (x32!() as i32)),
-            JLT32_K => jump!(a32!() < k32),
+            JLT32_K => jump!(a32!() < k32!()),
             JLT32_X => jump!(a32!() < x32!()),
-            JLE32_K => jump!(a32!() <= k32),
+            JLE32_K => jump!(a32!() <= k32!()),
             JLE32_X => jump!(a32!() <= x32!()),
-            JSLT32_K => jump!((a32!() as i32) < (k32 as i32)),
+            JSLT32_K => jump!((a32!() as i32) < (k32!() as i32)),
             JSLT32_X => jump!((a32!() as i32) < (x32!() as i32)),
-            JSLE32_K => jump!((a32!() as i32) <= (k32 as i32)),
+            JSLE32_K => jump!((a32!() as i32) <= (k32!() as i32)),
             JSLE32_X => jump!((a32!() as i32) <= (x32!() as i32)),
 
             // ---- calls ----
@@ -687,7 +709,7 @@ unsafe fn dispatch(
             }
             LOCAL_CALL => call!(cur),
             MOV_CALL => {
-                reg[dst] = if op.aux != 0 { u64::from(x32!()) } else { x64!() };
+                reg[dst!()] = if op.aux != 0 { u64::from(x32!()) } else { x64!() };
                 pc += 1;
                 call!(cur + 1)
             }
@@ -702,32 +724,32 @@ unsafe fn dispatch(
 
             // ---- loads and stores ----
             LD_IMM64 => {
-                reg[dst] = k64;
+                reg[dst!()] = k64!();
                 pc += 1;
             }
-            LDX_B => reg[dst] = u64::from(load!(u8, ea(x64!()))),
-            LDX_H => reg[dst] = u64::from(load!(u16, ea(x64!()))),
-            LDX_W => reg[dst] = u64::from(load!(u32, ea(x64!()))),
-            LDX_DW => reg[dst] = load!(u64, ea(x64!())),
-            LDSX_B => reg[dst] = load!(u8, ea(x64!())) as i8 as i64 as u64,
-            LDSX_H => reg[dst] = load!(u16, ea(x64!())) as i16 as i64 as u64,
-            LDSX_W => reg[dst] = load!(u32, ea(x64!())) as i32 as i64 as u64,
-            ST_B => store!(u8, ea(a64!()), k32 as u8),
-            ST_H => store!(u16, ea(a64!()), k32 as u16),
-            ST_W => store!(u32, ea(a64!()), k32),
-            ST_DW => store!(u64, ea(a64!()), k64),
+            LDX_B => reg[dst!()] = u64::from(load!(u8, ea(x64!()))),
+            LDX_H => reg[dst!()] = u64::from(load!(u16, ea(x64!()))),
+            LDX_W => reg[dst!()] = u64::from(load!(u32, ea(x64!()))),
+            LDX_DW => reg[dst!()] = load!(u64, ea(x64!())),
+            LDSX_B => reg[dst!()] = load!(u8, ea(x64!())) as i8 as i64 as u64,
+            LDSX_H => reg[dst!()] = load!(u16, ea(x64!())) as i16 as i64 as u64,
+            LDSX_W => reg[dst!()] = load!(u32, ea(x64!())) as i32 as i64 as u64,
+            ST_B => store!(u8, ea(a64!()), k32!() as u8),
+            ST_H => store!(u16, ea(a64!()), k32!() as u16),
+            ST_W => store!(u32, ea(a64!()), k32!()),
+            ST_DW => store!(u64, ea(a64!()), k64!()),
             STX_B => store!(u8, ea(a64!()), x64!() as u8),
             STX_H => store!(u16, ea(a64!()), x64!() as u16),
             STX_W => store!(u32, ea(a64!()), x32!()),
             STX_DW => store!(u64, ea(a64!()), x64!()),
-            LDX_STACK_B => reg[dst] = u64::from(load_stack!(u8)),
-            LDX_STACK_H => reg[dst] = u64::from(load_stack!(u16)),
-            LDX_STACK_W => reg[dst] = u64::from(load_stack!(u32)),
-            LDX_STACK_DW => reg[dst] = load_stack!(u64),
-            ST_STACK_B => store_stack!(u8, k32 as u8),
-            ST_STACK_H => store_stack!(u16, k32 as u16),
-            ST_STACK_W => store_stack!(u32, k32),
-            ST_STACK_DW => store_stack!(u64, k64),
+            LDX_STACK_B => reg[dst!()] = u64::from(load_stack!(u8)),
+            LDX_STACK_H => reg[dst!()] = u64::from(load_stack!(u16)),
+            LDX_STACK_W => reg[dst!()] = u64::from(load_stack!(u32)),
+            LDX_STACK_DW => reg[dst!()] = load_stack!(u64),
+            ST_STACK_B => store_stack!(u8, k32!() as u8),
+            ST_STACK_H => store_stack!(u16, k32!() as u16),
+            ST_STACK_W => store_stack!(u32, k32!()),
+            ST_STACK_DW => store_stack!(u64, k64!()),
             STX_STACK_B => store_stack!(u8, x64!() as u8),
             STX_STACK_H => store_stack!(u16, x64!() as u16),
             STX_STACK_W => store_stack!(u32, x32!()),
@@ -735,59 +757,59 @@ unsafe fn dispatch(
             INC_FIXED_DW | INC_FIXED_W => {
                 // In slot order: the address register, the load, then the addend (which may be
                 // either register just written).
-                reg[usize::from(op.aux & 0x0f)] = k64;
+                reg[usize::from(op.aux & 0x0f)] = k64!();
                 if op.code == INC_FIXED_DW {
-                    reg[dst] = load_fixed!(u64, k64);
+                    reg[dst!()] = load_fixed!(u64, k64!());
                     let x = if op.aux & 0x10 != 0 {
                         x64!()
                     } else {
                         op.off as i64 as u64
                     };
-                    let v = reg[dst].wrapping_add(x);
-                    reg[dst] = v;
-                    store_fixed!(u64, k64, v);
+                    let v = reg[dst!()].wrapping_add(x);
+                    reg[dst!()] = v;
+                    store_fixed!(u64, k64!(), v);
                 } else {
-                    let old = load_fixed!(u32, k64);
-                    reg[dst] = u64::from(old);
+                    let old = load_fixed!(u32, k64!());
+                    reg[dst!()] = u64::from(old);
                     let x = if op.aux & 0x10 != 0 {
                         x32!()
                     } else {
                         op.off as u32
                     };
                     let v = old.wrapping_add(x);
-                    reg[dst] = u64::from(v);
-                    store_fixed!(u32, k64, v);
+                    reg[dst!()] = u64::from(v);
+                    store_fixed!(u32, k64!(), v);
                 }
                 pc += 4;
             }
             SHIFT_OR32 => {
                 let x = x32!();
-                let t = shifted!(x, op.aux & 1 != 0, k32);
+                let t = shifted!(x, op.aux & 1 != 0, k32!());
                 let u = shifted!(x, op.aux & 2 != 0, op.off as u32);
-                reg[src] = u64::from(u);
-                reg[dst] = u64::from(t | u);
+                reg[src!()] = u64::from(u);
+                reg[dst!()] = u64::from(t | u);
                 pc += 3;
             }
             SHIFT_OR64 => {
                 let x = x64!();
-                let t = shifted!(x, op.aux & 1 != 0, k32);
+                let t = shifted!(x, op.aux & 1 != 0, k32!());
                 let u = shifted!(x, op.aux & 2 != 0, op.off as u32);
-                reg[src] = u;
-                reg[dst] = t | u;
+                reg[src!()] = u;
+                reg[dst!()] = t | u;
                 pc += 3;
             }
-            LDX_FIXED_B => reg[dst] = u64::from(load_fixed!(u8, k64)),
-            LDX_FIXED_H => reg[dst] = u64::from(load_fixed!(u16, k64)),
-            LDX_FIXED_W => reg[dst] = u64::from(load_fixed!(u32, k64)),
-            LDX_FIXED_DW => reg[dst] = load_fixed!(u64, k64),
-            STX_FIXED_B => store_fixed!(u8, k64, x64!() as u8),
-            STX_FIXED_H => store_fixed!(u16, k64, x64!() as u16),
-            STX_FIXED_W => store_fixed!(u32, k64, x32!()),
-            STX_FIXED_DW => store_fixed!(u64, k64, x64!()),
-            ST_FIXED_B => store_fixed!(u8, k64, op.off as u8),
-            ST_FIXED_H => store_fixed!(u16, k64, op.off as u16),
-            ST_FIXED_W => store_fixed!(u32, k64, op.off as u32),
-            ST_FIXED_DW => store_fixed!(u64, k64, op.off as i64 as u64),
+            LDX_FIXED_B => reg[dst!()] = u64::from(load_fixed!(u8, k64!())),
+            LDX_FIXED_H => reg[dst!()] = u64::from(load_fixed!(u16, k64!())),
+            LDX_FIXED_W => reg[dst!()] = u64::from(load_fixed!(u32, k64!())),
+            LDX_FIXED_DW => reg[dst!()] = load_fixed!(u64, k64!()),
+            STX_FIXED_B => store_fixed!(u8, k64!(), x64!() as u8),
+            STX_FIXED_H => store_fixed!(u16, k64!(), x64!() as u16),
+            STX_FIXED_W => store_fixed!(u32, k64!(), x32!()),
+            STX_FIXED_DW => store_fixed!(u64, k64!(), x64!()),
+            ST_FIXED_B => store_fixed!(u8, k64!(), op.off as u8),
+            ST_FIXED_H => store_fixed!(u16, k64!(), op.off as u16),
+            ST_FIXED_W => store_fixed!(u32, k64!(), op.off as u32),
+            ST_FIXED_DW => store_fixed!(u64, k64!(), op.off as i64 as u64),
             ATOMIC_DW => {
                 let x = x64!();
                 // SAFETY: see the memory arms above.
@@ -798,11 +820,11 @@ unsafe fn dispatch(
                     AT_OR => _ = cell.fetch_or(x, ORDER),
                     AT_AND => _ = cell.fetch_and(x, ORDER),
                     AT_XOR => _ = cell.fetch_xor(x, ORDER),
-                    AT_FETCH_ADD => reg[src] = cell.fetch_add(x, ORDER),
-                    AT_FETCH_OR => reg[src] = cell.fetch_or(x, ORDER),
-                    AT_FETCH_AND => reg[src] = cell.fetch_and(x, ORDER),
-                    AT_FETCH_XOR => reg[src] = cell.fetch_xor(x, ORDER),
-                    BPF_XCHG => reg[src] = cell.swap(x, ORDER),
+                    AT_FETCH_ADD => reg[src!()] = cell.fetch_add(x, ORDER),
+                    AT_FETCH_OR => reg[src!()] = cell.fetch_or(x, ORDER),
+                    AT_FETCH_AND => reg[src!()] = cell.fetch_and(x, ORDER),
+                    AT_FETCH_XOR => reg[src!()] = cell.fetch_xor(x, ORDER),
+                    BPF_XCHG => reg[src!()] = cell.swap(x, ORDER),
                     _ => {
                         reg[0] = match cell.compare_exchange(reg[0], x, ORDER, ORDER) {
                             Ok(old) | Err(old) => old,
@@ -819,11 +841,11 @@ unsafe fn dispatch(
                     AT_OR => _ = cell.fetch_or(x, ORDER),
                     AT_AND => _ = cell.fetch_and(x, ORDER),
                     AT_XOR => _ = cell.fetch_xor(x, ORDER),
-                    AT_FETCH_ADD => reg[src] = u64::from(cell.fetch_add(x, ORDER)),
-                    AT_FETCH_OR => reg[src] = u64::from(cell.fetch_or(x, ORDER)),
-                    AT_FETCH_AND => reg[src] = u64::from(cell.fetch_and(x, ORDER)),
-                    AT_FETCH_XOR => reg[src] = u64::from(cell.fetch_xor(x, ORDER)),
-                    BPF_XCHG => reg[src] = u64::from(cell.swap(x, ORDER)),
+                    AT_FETCH_ADD => reg[src!()] = u64::from(cell.fetch_add(x, ORDER)),
+                    AT_FETCH_OR => reg[src!()] = u64::from(cell.fetch_or(x, ORDER)),
+                    AT_FETCH_AND => reg[src!()] = u64::from(cell.fetch_and(x, ORDER)),
+                    AT_FETCH_XOR => reg[src!()] = u64::from(cell.fetch_xor(x, ORDER)),
+                    BPF_XCHG => reg[src!()] = u64::from(cell.swap(x, ORDER)),
                     // CMPXCHG: the 32-bit variant compares the low half of r0 and
                     // zero-extends the old value into r0.
                     _ => {
@@ -837,12 +859,12 @@ unsafe fn dispatch(
             }
             // ---- superinstructions (their slots are charged by distance, as any run) ----
             ADDR => {
-                reg[dst] = x64!().wrapping_add(k64);
+                reg[dst!()] = x64!().wrapping_add(k64!());
                 pc += 1;
             }
             BOUNDS => {
-                let v = x64!().wrapping_add(k64);
-                reg[dst] = v;
+                let v = x64!().wrapping_add(k64!());
+                reg[dst!()] = v;
                 // Read after the write: the limit may be the register just computed.
                 let end = reg[usize::from(op.aux & 0x0f)];
                 // `v > end`, or its negation for a check written `if v <= end goto`.
@@ -853,65 +875,65 @@ unsafe fn dispatch(
                 }
             }
             KEY_ADDR => {
-                reg[dst] = if op.aux & 1 != 0 { u64::from(k32) } else { k64 };
+                reg[dst!()] = if op.aux & 1 != 0 { u64::from(k32!()) } else { k64!() };
                 if op.aux & 2 == 0 {
-                    store_stack!(u32, reg[dst] as u32);
+                    store_stack!(u32, reg[dst!()] as u32);
                 } else {
-                    store_stack!(u64, reg[dst]);
+                    store_stack!(u64, reg[dst!()]);
                 }
-                reg[src] = ea(reg[usize::from(FRAME_REG)]);
+                reg[src!()] = ea(reg[usize::from(FRAME_REG)]);
                 pc = cur + 4;
             }
             BYTES16_HI => {
                 let (low, base) = (usize::from(op.aux & 0x0f), usize::from(op.aux >> 4));
-                reg[dst] = u64::from(load!(u8, ea(x64!())));
-                reg[dst] = u64::from((reg[dst] as u32) << 8);
-                reg[low] = u64::from(load_at!(u8, reg[base].wrapping_add(k64), cur + 2));
-                reg[dst] = u64::from(reg[dst] as u32 | reg[low] as u32);
+                reg[dst!()] = u64::from(load!(u8, ea(x64!())));
+                reg[dst!()] = u64::from((reg[dst!()] as u32) << 8);
+                reg[low] = u64::from(load_at!(u8, reg[base].wrapping_add(k64!()), cur + 2));
+                reg[dst!()] = u64::from(reg[dst!()] as u32 | reg[low] as u32);
                 pc = cur + 4;
             }
             BYTES16_LO => {
                 let (high, base) = (usize::from(op.aux & 0x0f), usize::from(op.aux >> 4));
-                reg[dst] = u64::from(load!(u8, ea(x64!())));
-                reg[high] = u64::from(load_at!(u8, reg[base].wrapping_add(k64), cur + 1));
-                // Shift, then or, as two steps: `high` may be `dst` (the or then reads the
+                reg[dst!()] = u64::from(load!(u8, ea(x64!())));
+                reg[high] = u64::from(load_at!(u8, reg[base].wrapping_add(k64!()), cur + 1));
+                // Shift, then or, as two steps: `high` may be `dst!()` (the or then reads the
                 // shifted value, as the slots do).
                 reg[high] = u64::from((reg[high] as u32) << 8);
-                reg[high] = u64::from(reg[high] as u32 | reg[dst] as u32);
+                reg[high] = u64::from(reg[high] as u32 | reg[dst!()] as u32);
                 pc = cur + 4;
             }
             LDX2_W => {
-                reg[dst] = u64::from(load!(u32, ea(x64!())));
-                let second = reg[usize::from(op.aux >> 4)].wrapping_add(k64);
+                reg[dst!()] = u64::from(load!(u32, ea(x64!())));
+                let second = reg[usize::from(op.aux >> 4)].wrapping_add(k64!());
                 reg[usize::from(op.aux & 0x0f)] = u64::from(load_at!(u32, second, cur + 1));
                 pc = cur + 2;
             }
             LDX2_DW => {
-                reg[dst] = load!(u64, ea(x64!()));
-                let second = reg[usize::from(op.aux >> 4)].wrapping_add(k64);
+                reg[dst!()] = load!(u64, ea(x64!()));
+                let second = reg[usize::from(op.aux >> 4)].wrapping_add(k64!());
                 reg[usize::from(op.aux & 0x0f)] = load_at!(u64, second, cur + 1);
                 pc = cur + 2;
             }
             COPY_W | COPY_H | COPY_B | COPY_DW => {
                 let from = ea(x64!());
                 let at = cur + 1;
-                let to = |reg: &[u64; 16]| reg[usize::from(op.aux & 0x0f)].wrapping_add(k64);
+                let to = |reg: &[u64; 16]| reg[usize::from(op.aux & 0x0f)].wrapping_add(k64!());
                 match op.code {
                     COPY_B => {
-                        reg[dst] = u64::from(load!(u8, from));
-                        store_at!(u8, to(&reg), reg[dst] as u8, at);
+                        reg[dst!()] = u64::from(load!(u8, from));
+                        store_at!(u8, to(&reg), reg[dst!()] as u8, at);
                     }
                     COPY_H => {
-                        reg[dst] = u64::from(load!(u16, from));
-                        store_at!(u16, to(&reg), reg[dst] as u16, at);
+                        reg[dst!()] = u64::from(load!(u16, from));
+                        store_at!(u16, to(&reg), reg[dst!()] as u16, at);
                     }
                     COPY_W => {
-                        reg[dst] = u64::from(load!(u32, from));
-                        store_at!(u32, to(&reg), reg[dst] as u32, at);
+                        reg[dst!()] = u64::from(load!(u32, from));
+                        store_at!(u32, to(&reg), reg[dst!()] as u32, at);
                     }
                     _ => {
-                        reg[dst] = load!(u64, from);
-                        store_at!(u64, to(&reg), reg[dst], at);
+                        reg[dst!()] = load!(u64, from);
+                        store_at!(u64, to(&reg), reg[dst!()], at);
                     }
                 }
                 pc = cur + 2;
@@ -921,39 +943,39 @@ unsafe fn dispatch(
                 // The four slots in order: `t` may be any register, even the divisor.
                 let divisor = |reg: &[u64; 16]| {
                     if op.aux & flag::UREM_BY_IMM != 0 {
-                        k64
+                        k64!()
                     } else {
-                        reg[src]
+                        reg[src!()]
                     }
                 };
-                reg[t] = reg[dst];
+                reg[t] = reg[dst!()];
                 reg[t] = udiv64(reg[t], divisor(&reg));
                 reg[t] = reg[t].wrapping_mul(divisor(&reg));
-                reg[dst] = reg[dst].wrapping_sub(reg[t]);
+                reg[dst!()] = reg[dst!()].wrapping_sub(reg[t]);
                 pc = cur + 4;
             }
             SET_STACK_W | SET_STACK_DW => {
-                reg[dst] = if op.aux == 1 { u64::from(k32) } else { k64 };
+                reg[dst!()] = if op.aux == 1 { u64::from(k32!()) } else { k64!() };
                 if op.code == SET_STACK_W {
-                    store_stack!(u32, k32);
+                    store_stack!(u32, k32!());
                 } else {
-                    store_stack!(u64, reg[dst]);
+                    store_stack!(u64, reg[dst!()]);
                 }
                 pc += 1;
             }
             // An ld_imm64 and the access through it (three slots).
             LDX_ABS_W | LDX_ABS_H | LDX_ABS_B | LDX_ABS_DW | STX_ABS_W | STX_ABS_H | STX_ABS_B
             | STX_ABS_DW => {
-                reg[usize::from(op.aux & 0x0f)] = k64;
-                let addr = ea(k64);
-                // `src` of a fused load is the address register, `dst` its destination; of a
-                // fused store `dst` is the address register, `src` the value.
+                reg[usize::from(op.aux & 0x0f)] = k64!();
+                let addr = ea(k64!());
+                // `src!()` of a fused load is the address register, `dst!()` its destination; of a
+                // fused store `dst!()` is the address register, `src!()` the value.
                 let at = cur + 2;
                 match op.code {
-                    LDX_ABS_B => reg[dst] = u64::from(load_at!(u8, addr, at)),
-                    LDX_ABS_H => reg[dst] = u64::from(load_at!(u16, addr, at)),
-                    LDX_ABS_W => reg[dst] = u64::from(load_at!(u32, addr, at)),
-                    LDX_ABS_DW => reg[dst] = load_at!(u64, addr, at),
+                    LDX_ABS_B => reg[dst!()] = u64::from(load_at!(u8, addr, at)),
+                    LDX_ABS_H => reg[dst!()] = u64::from(load_at!(u16, addr, at)),
+                    LDX_ABS_W => reg[dst!()] = u64::from(load_at!(u32, addr, at)),
+                    LDX_ABS_DW => reg[dst!()] = load_at!(u64, addr, at),
                     STX_ABS_B => store_at!(u8, addr, x64!() as u8, at),
                     STX_ABS_H => store_at!(u16, addr, x64!() as u16, at),
                     STX_ABS_W => store_at!(u32, addr, x32!(), at),
@@ -962,9 +984,9 @@ unsafe fn dispatch(
                 pc += 2;
             }
             LDX_ABS_FIXED_B | LDX_ABS_FIXED_H | LDX_ABS_FIXED_W | LDX_ABS_FIXED_DW => {
-                reg[usize::from(op.aux & 0x0f)] = k64;
-                let addr = ea(k64);
-                reg[dst] = match op.code {
+                reg[usize::from(op.aux & 0x0f)] = k64!();
+                let addr = ea(k64!());
+                reg[dst!()] = match op.code {
                     LDX_ABS_FIXED_B => u64::from(load_fixed!(u8, addr)),
                     LDX_ABS_FIXED_H => u64::from(load_fixed!(u16, addr)),
                     LDX_ABS_FIXED_W => u64::from(load_fixed!(u32, addr)),
@@ -973,8 +995,8 @@ unsafe fn dispatch(
                 pc += 2;
             }
             STX_ABS_FIXED_B | STX_ABS_FIXED_H | STX_ABS_FIXED_W | STX_ABS_FIXED_DW => {
-                reg[usize::from(op.aux & 0x0f)] = k64;
-                let addr = ea(k64);
+                reg[usize::from(op.aux & 0x0f)] = k64!();
+                let addr = ea(k64!());
                 match op.code {
                     STX_ABS_FIXED_B => store_fixed!(u8, addr, x64!() as u8),
                     STX_ABS_FIXED_H => store_fixed!(u16, addr, x64!() as u16),
@@ -988,7 +1010,7 @@ unsafe fn dispatch(
                 pc += 2;
             }
             LOOKUP_BRANCH => {
-                reg[dst] = k64;
+                reg[dst!()] = k64!();
                 // SAFETY: as for CALL_LOOKUP.
                 match unsafe {
                     inline::map_lookup(env, &mut windows, &mut known, reg[1], reg[2])
