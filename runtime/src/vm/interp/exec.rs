@@ -427,8 +427,9 @@ unsafe fn dispatch(
                 f.ret
             }};
         }
-        // The INC_MEM `$inc` at slot `$at`: `*(size *)(src!() + off) += imm`, the sum left in
-        // `dst!()` (three slots; faults name the load's and the store's own slots).
+        // The INC_MEM `$inc` at slot `$at`: `*(size *)(inc.src + inc.off) += inc.imm`, the sum
+        // left in `inc.dst` (three slots; faults name the load's and the store's own slots).
+        // `$inc` is not always `op`: a LOOKUP_BRANCH runs the INC_MEM four slots on.
         macro_rules! inc_mem {
             ($inc:expr, $at:expr) => {{
                 let inc = $inc;
@@ -896,7 +897,7 @@ unsafe fn dispatch(
                 let (high, base) = (usize::from(op.aux & 0x0f), usize::from(op.aux >> 4));
                 reg[dst!()] = u64::from(load!(u8, ea(x64!())));
                 reg[high] = u64::from(load_at!(u8, reg[base].wrapping_add(k64!()), cur + 1));
-                // Shift, then or, as two steps: `high` may be `dst!()` (the or then reads the
+                // Shift, then or, as two steps: `high` may be `dst` (the or then reads the
                 // shifted value, as the slots do).
                 reg[high] = u64::from((reg[high] as u32) << 8);
                 reg[high] = u64::from(reg[high] as u32 | reg[dst!()] as u32);
@@ -968,8 +969,8 @@ unsafe fn dispatch(
             | STX_ABS_DW => {
                 reg[usize::from(op.aux & 0x0f)] = k64!();
                 let addr = ea(k64!());
-                // `src!()` of a fused load is the address register, `dst!()` its destination; of a
-                // fused store `dst!()` is the address register, `src!()` the value.
+                // `src` of a fused load is the address register, `dst` its destination; of a
+                // fused store `dst` is the address register, `src` the value.
                 let at = cur + 2;
                 match op.code {
                     LDX_ABS_B => reg[dst!()] = u64::from(load_at!(u8, addr, at)),

@@ -305,13 +305,35 @@ fn decoder_and_fusion_edge_cases() {
         0xf6,
         0xfe,
         0xfd,
+        // The LD class: only ld_imm64 (0x18) is real; its other codes carry FAULT (0x00), the
+        // stack and fixed-address superinstructions.
+        0x00,
+        0x08,
+        0x20,
+        0x28,
+        0x30,
+        0x40,
+        0x48,
+        0x50,
+        0x60,
+        0x80,
+        0xa0,
+        0xc0,
+        0xe0,
     ] {
         let insns = vec![
-            Insn::new(op, 0, 0, 0, 1),
+            Insn::new(op, 0, 0, 0, 7),
             Insn::new(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
         ];
         let d = super::decode::Decoded::new(&insns);
         assert_eq!(d.ops[0].code, super::decode::FAULT, "{op:#04x}");
+        // A real fault of slot 0, not the opcode passed through (0x00 is FAULT's own code, and
+        // its `imm` would then index the faults at random).
+        let fault = d.faults.get(d.ops[0].imm as usize);
+        assert!(
+            matches!(fault, Some(VmError::Unsupported { insn: 0, .. })),
+            "{op:#04x}: {fault:?}"
+        );
     }
 }
 
