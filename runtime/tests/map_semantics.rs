@@ -261,6 +261,58 @@ fn lpm_key(rng: &mut Rng, data: usize) -> Vec<u8> {
     k
 }
 
+/// `.rodata` as libbpf leaves it after load: an mmapable array the program may only read,
+/// holding the section's bytes, then frozen. User updates and deletes must be refused with
+/// the kernel's errno (EPERM, before any other check) and reads must see the values; `.data`,
+/// which is not frozen, still takes updates.
+#[test]
+fn frozen_read_only_data_matches_the_kernel() {
+    if skip() {
+        return;
+    }
+    const BPF_F_MMAPABLE: u32 = 1 << 10;
+    let data: Vec<u8> = (1..=12).collect();
+    for (name, flags, frozen) in [
+        (".rodata", maps::BPF_F_RDONLY_PROG | BPF_F_MMAPABLE, true),
+        (".data", BPF_F_MMAPABLE, false),
+    ] {
+        let mut s = spec(types::ARRAY, 4, data.len() as u32, 1, flags);
+        s.name = name.into();
+        s.global_data = true;
+        s.data = Some(data.clone());
+        let km = kcreate(&s, None).expect("kernel array");
+        // libbpf writes the section's bytes, then freezes the read-only one.
+        agree(
+            name,
+            &Outcome::Ok(None),
+            &km.update(&0u32.to_ne_bytes(), &data, 0),
+        );
+        if frozen {
+            // SAFETY: our own descriptor.
+            assert_eq!(unsafe { libbpf_sys::bpf_map_freeze(km.fd) }, 0, "freeze");
+        }
+        let mine = maps::create(&s, 1).expect("our array");
+        let other = vec![0xeeu8; data.len()];
+        for key in [0u32, 1] {
+            let k = key.to_ne_bytes();
+            let what = |op: &str| format!("{name} {op} key {key}");
+            for flags in [0, 1, 2, 4, 8] {
+                agree(
+                    &what(&format!("update {flags}")),
+                    &ours(mine.write(&k, &other, flags), |()| None),
+                    &km.update(&k, &other, flags),
+                );
+            }
+            agree(
+                &what("delete"),
+                &ours(mine.delete(&k), |()| None),
+                &km.delete(&k),
+            );
+            agree(&what("lookup"), &lookup_ours(&*mine, &k), &km.lookup(&k));
+        }
+    }
+}
+
 #[test]
 fn lpm_trie_matches_the_kernel() {
     if skip() {

@@ -52,13 +52,19 @@ fn index(spec: &MapSpec, key: &[u8]) -> Option<u64> {
     (idx < spec.max_entries).then_some(idx as u64)
 }
 
-fn check_update_flags(f: u64) -> Result<(), MapError> {
-    match f & !flags::BPF_F_LOCK {
-        flags::BPF_ANY | flags::BPF_EXIST => Ok(()),
-        // Array elements always exist, so NOEXIST can never succeed (kernel: EEXIST).
-        flags::BPF_NOEXIST => Err(MapError::Exists),
-        _ => Err(MapError::Invalid(format!("flags {f:#x}"))),
+/// The element an update with flags `f` writes, checked in the kernel's order
+/// (`array_map_update_elem`): unknown flags (EINVAL), then the index (E2BIG), then
+/// `BPF_NOEXIST` (EEXIST: array elements always exist). `BPF_F_LOCK` is the caller's to
+/// check and strip: it is not a flag of per-CPU arrays.
+fn update_index(spec: &MapSpec, key: &[u8], f: u64) -> Result<u64, MapError> {
+    if f > flags::BPF_EXIST {
+        return Err(MapError::Invalid(format!("flags {f:#x}")));
     }
+    let i = index(spec, key).ok_or(MapError::TooBig)?;
+    if f == flags::BPF_NOEXIST {
+        return Err(MapError::Exists);
+    }
+    Ok(i)
 }
 
 fn next_index(spec: &MapSpec, key: Option<&[u8]>) -> Option<Vec<u8>> {
@@ -76,6 +82,9 @@ pub struct ArrayMap {
     spec: MapSpec,
     stride: u64,
     storage: Storage,
+    /// Read-only data (`.rodata`), frozen as libbpf freezes it at load: user space may read
+    /// it but not change it, and programs may not write it (`BPF_F_RDONLY_PROG`).
+    frozen: bool,
 }
 
 impl ArrayMap {
@@ -84,6 +93,7 @@ impl ArrayMap {
         let stride = round_up8(spec.value_size as u64);
         let storage = Storage::zeroed(stride * spec.max_entries as u64)?;
         let map = ArrayMap {
+            frozen: super::dump::is_frozen(&spec),
             spec,
             stride,
             storage,
@@ -121,6 +131,9 @@ impl Map for ArrayMap {
     }
 
     fn delete(&self, _key: &[u8]) -> Result<(), MapError> {
+        if self.frozen {
+            return Err(MapError::Frozen);
+        }
         Err(MapError::Invalid("array elements cannot be deleted".into()))
     }
 
@@ -144,14 +157,18 @@ impl Map for ArrayMap {
     }
 
     fn write(&self, key: &[u8], value: &[u8], f: u64) -> Result<(), MapError> {
-        check_update_flags(f)?;
+        // The kernel checks the permission before anything else.
+        if self.frozen {
+            return Err(MapError::Frozen);
+        }
+        // Then, as the syscall does, a lock asked for on a value without one.
         let lock = self.spec.spin_lock_offset;
         if f & flags::BPF_F_LOCK != 0 && lock.is_none() {
             return Err(MapError::Invalid(
                 "BPF_F_LOCK on a map without a bpf_spin_lock in its value".into(),
             ));
         }
-        let i = index(&self.spec, key).ok_or(MapError::TooBig)?;
+        let i = update_index(&self.spec, key, f & !flags::BPF_F_LOCK)?;
         let n = (self.spec.value_size as usize).min(value.len());
         let dst = self.storage.at(i * self.stride);
         // SAFETY: element i lies inside storage and holds value_size >= n bytes; BTF places
@@ -233,8 +250,7 @@ impl Map for PerCpuArrayMap {
     }
 
     fn update(&self, key: &[u8], value: &[u8], f: u64, cpu: u32) -> Result<(), MapError> {
-        check_update_flags(f)?;
-        let i = index(&self.spec, key).ok_or(MapError::TooBig)?;
+        let i = update_index(&self.spec, key, f)?;
         let n = (self.spec.value_size as usize).min(value.len());
         // SAFETY: slot lies inside storage and holds value_size >= n bytes.
         unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), self.slot(i, cpu % self.ncpus), n) };
@@ -264,8 +280,7 @@ impl Map for PerCpuArrayMap {
     }
 
     fn write(&self, key: &[u8], value: &[u8], f: u64) -> Result<(), MapError> {
-        check_update_flags(f)?;
-        let i = index(&self.spec, key).ok_or(MapError::TooBig)?;
+        let i = update_index(&self.spec, key, f)?;
         if value.len() as u64 != self.stride * self.ncpus as u64 {
             return Err(MapError::Invalid(format!(
                 "per-cpu value must be {} bytes ({} cpus x {})",

@@ -129,6 +129,10 @@ pub enum MapError {
     /// EOPNOTSUPP / unsupported operation for this map type.
     #[error("operation not supported by {0} maps")]
     Unsupported(&'static str),
+    /// EPERM: a change to a frozen map (`.rodata`, which libbpf freezes at load: its values
+    /// are the program's constants).
+    #[error("the map is frozen (read-only data); its values cannot be changed")]
+    Frozen,
 }
 
 impl MapError {
@@ -141,6 +145,7 @@ impl MapError {
             MapError::NoSpace => libc::ENOSPC,
             MapError::Invalid(_) => libc::EINVAL,
             MapError::Unsupported(_) => libc::EOPNOTSUPP,
+            MapError::Frozen => libc::EPERM,
         }) as i64
     }
 }

@@ -257,8 +257,8 @@ impl Vm {
             return Ok(None);
         };
         let p = prev.spec();
-        let read_only = m.global_data && m.flags & crate::maps::BPF_F_RDONLY_PROG != 0;
-        if read_only || m.map_type == maps::types::PROG_ARRAY {
+        // Frozen read-only data holds the new object's constants.
+        if maps::dump::is_frozen(m) || m.map_type == maps::types::PROG_ARRAY {
             return Ok(None);
         }
         let differs = |what: &str, a: u32, b: u32| {
