@@ -142,7 +142,7 @@ impl MapsInit {
                 .with_context(|| format!("--maps-init: inner map {}", m.name))?;
         }
         for (name, entries) in &self.maps {
-            let frozen = spec.map(name).is_some_and(dump::is_frozen);
+            let frozen = spec.map(name).is_some_and(maps::is_frozen);
             for e in entries {
                 let at = || format!("--maps-init: map {name}: entry {}", e.entry);
                 match &e.value {

@@ -82,9 +82,6 @@ pub struct ArrayMap {
     spec: MapSpec,
     stride: u64,
     storage: Storage,
-    /// Read-only data (`.rodata`), frozen as libbpf freezes it at load: user space may read
-    /// it but not change it, and programs may not write it (`BPF_F_RDONLY_PROG`).
-    frozen: bool,
 }
 
 impl ArrayMap {
@@ -93,7 +90,6 @@ impl ArrayMap {
         let stride = round_up8(spec.value_size as u64);
         let storage = Storage::zeroed(stride * spec.max_entries as u64)?;
         let map = ArrayMap {
-            frozen: super::dump::is_frozen(&spec),
             spec,
             stride,
             storage,
@@ -131,7 +127,7 @@ impl Map for ArrayMap {
     }
 
     fn delete(&self, _key: &[u8]) -> Result<(), MapError> {
-        if self.frozen {
+        if is_frozen(&self.spec) {
             return Err(MapError::Frozen);
         }
         Err(MapError::Invalid("array elements cannot be deleted".into()))
@@ -158,7 +154,7 @@ impl Map for ArrayMap {
 
     fn write(&self, key: &[u8], value: &[u8], f: u64) -> Result<(), MapError> {
         // The kernel checks the permission before anything else.
-        if self.frozen {
+        if is_frozen(&self.spec) {
             return Err(MapError::Frozen);
         }
         // Then, as the syscall does, a lock asked for on a value without one.
@@ -194,6 +190,12 @@ impl Map for ArrayMap {
 
 /// `BPF_F_RDONLY_PROG`: the program may only read the map (set on `.rodata`).
 pub const BPF_F_RDONLY_PROG: u32 = 1 << 7;
+
+/// Whether the program may only read the map and user writes are refused after load:
+/// `.rodata`, which libbpf freezes (user space may read it, not change it).
+pub fn is_frozen(spec: &MapSpec) -> bool {
+    spec.global_data && spec.flags & BPF_F_RDONLY_PROG != 0
+}
 
 /// BPF_MAP_TYPE_PERCPU_ARRAY: one value per CPU (worker) per index.
 #[derive(Debug)]

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{round_up8, types, Map, MapError, BPF_F_RDONLY_PROG};
+use super::{is_frozen, round_up8, types, Map, MapError};
 use crate::object::spec::MapSpec;
 
 /// One map's contents.
@@ -349,12 +349,6 @@ pub fn parse_init(text: &str) -> Result<InitFile, InitError> {
             .unwrap_or("")
             .to_string(),
     })
-}
-
-/// Whether the program may only read the map and user writes are refused after load:
-/// `.rodata`, which libbpf freezes.
-pub fn is_frozen(spec: &MapSpec) -> bool {
-    spec.global_data && spec.flags & BPF_F_RDONLY_PROG != 0
 }
 
 /// Checks one map's entries against its declaration and turns them into bytes (or program /

@@ -23,7 +23,7 @@ use std::any::Any;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-pub use array::{ArrayMap, PerCpuArrayMap, BPF_F_RDONLY_PROG};
+pub use array::{is_frozen, ArrayMap, PerCpuArrayMap, BPF_F_RDONLY_PROG};
 pub use hash::HashMap;
 pub use prog_array::ProgArrayMap;
 pub use target::{PerfEventArrayMap, PerfReader, TargetArrayMap, PERF_READER_CAPACITY};

@@ -258,7 +258,7 @@ impl Vm {
         };
         let p = prev.spec();
         // Frozen read-only data holds the new object's constants.
-        if maps::dump::is_frozen(m) || m.map_type == maps::types::PROG_ARRAY {
+        if maps::is_frozen(m) || m.map_type == maps::types::PROG_ARRAY {
             return Ok(None);
         }
         let differs = |what: &str, a: u32, b: u32| {
