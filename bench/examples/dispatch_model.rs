@@ -249,11 +249,16 @@ static HANDLERS: [Handler; 16] = [
     h_bad,
 ];
 
+/// Runs the handler of the op at `pc`.
+#[inline(always)]
+fn dispatch(ops: &[Op; SLOTS], pc: usize, m: &mut Machine) -> Next {
+    HANDLERS[usize::from(at(ops, pc).code & 15)](ops, pc, m)
+}
+
 /// Continues at the op after `pc`: a call in tail position, a jump in release builds.
 #[inline(always)]
 fn next(ops: &[Op; SLOTS], pc: usize, m: &mut Machine) -> Next {
-    let pc = pc + 1;
-    HANDLERS[usize::from(at(ops, pc).code & 15)](ops, pc, m)
+    dispatch(ops, pc + 1, m)
 }
 
 /// Declares a handler that does `$body` with the op's masked registers, then continues.
@@ -324,7 +329,7 @@ fn h_bad(_: &[Op; SLOTS], _: usize, _: &mut Machine) -> Next {
 fn run_threaded(ops: &[Op; SLOTS], m: &mut Machine) -> u64 {
     let mut pc = 0;
     loop {
-        match HANDLERS[usize::from(at(ops, pc).code & 15)](ops, pc, m) {
+        match dispatch(ops, pc, m) {
             Next::Done(r0) => return r0,
             Next::At(target) => pc = target,
         }
