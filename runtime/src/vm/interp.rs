@@ -25,6 +25,7 @@
 mod decode;
 mod exec;
 mod fixed;
+mod fold;
 mod inline;
 mod mem;
 

@@ -36,8 +36,12 @@ pub enum RegionKind {
     Packet,
     /// A map value returned by a lookup or referenced by ld_imm64.
     MapValue,
-    /// Read-only data (`.rodata`).
+    /// Read-only data.
     ReadOnly,
+    /// Read-only data whose contents never change: frozen `.rodata` (see
+    /// [`crate::maps::is_frozen`]). Loads from it may be folded into constants at decoding, as
+    /// the kernel's verifier treats them as known values.
+    Constant,
 }
 
 /// One accessible address range.
@@ -157,19 +161,23 @@ impl MemoryMap {
 }
 
 /// The memory of `maps` that stays put for each map's whole life (array storage), readable,
-/// and writable unless the program may only read it.
+/// and writable unless the program may only read it; constant when the map is frozen.
 pub(crate) fn fixed_regions(maps: &[std::sync::Arc<dyn crate::maps::Map>]) -> Vec<Region> {
     maps.iter()
-        .flat_map(|m| m.fixed_regions())
-        .map(|(start, len, writable)| Region {
-            start,
-            len,
-            writable,
-            kind: if writable {
-                RegionKind::MapValue
-            } else {
-                RegionKind::ReadOnly
-            },
+        .flat_map(|m| {
+            let frozen = crate::maps::is_frozen(m.spec());
+            m.fixed_regions()
+                .into_iter()
+                .map(move |(start, len, writable)| Region {
+                    start,
+                    len,
+                    writable,
+                    kind: match (writable, frozen) {
+                        (true, _) => RegionKind::MapValue,
+                        (false, true) => RegionKind::Constant,
+                        (false, false) => RegionKind::ReadOnly,
+                    },
+                })
         })
         .collect()
 }

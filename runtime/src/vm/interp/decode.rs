@@ -30,8 +30,8 @@ use crate::vm::memory::{Access, Region};
 /// instruction with one of those codes into a fault, so an internal code always means itself.
 pub(super) mod code {
     use crate::vm::insn::{
-        BPF_ALU, BPF_ALU64, BPF_B, BPF_DW, BPF_H, BPF_JMP, BPF_JMP32, BPF_LDX, BPF_ST, BPF_STX,
-        BPF_W, BPF_X,
+        BPF_ALU, BPF_ALU64, BPF_B, BPF_DW, BPF_H, BPF_JMP, BPF_JMP32, BPF_LD, BPF_LDX, BPF_ST,
+        BPF_STX, BPF_W, BPF_X,
     };
 
     /// `dst = *(size *)(r10 + off)`, offset proven inside the frame.
@@ -178,6 +178,20 @@ pub(super) mod code {
     pub const LDX2_W: u8 = BPF_JMP | 0xf0;
     /// As [`LDX2_W`] with two 8-byte loads. JMP operation `0xf0`, register form.
     pub const LDX2_DW: u8 = BPF_JMP | 0xf0 | BPF_X;
+    /// `aux = imm (ld_imm64); dst = off` (sign-extended): an address and a constant read
+    /// through it ([`super::fold`]), then the no-ops that follow (jumps on that constant that
+    /// are never taken): the op covers `src` slots (3 to 15). An LD-class code no instruction
+    /// has (`BPF_IMM | BPF_B`).
+    pub const SET2: u8 = BPF_LD | BPF_B;
+    /// `aux & 0xf = imm (ld_imm64); dst = off; *(size *)imm = dst`, the store proven at
+    /// decoding (four slots): a constant stored to global data. `aux` bit 4: the move is
+    /// 32-bit (`off` zero-extended, else sign-extended); bits 5 and 6: the store's
+    /// `BPF_SIZE >> 3`. An LD-class code no instruction has (mode `0xe0`).
+    pub const SET_STORE_FIXED: u8 = BPF_LD | 0xe0;
+    /// `dst = src; dst -= aux & 0xf` (two slots), 64-bit with `aux` bit 4, else 32-bit: a
+    /// length from two pointers (`data_end - data`). A JMP code no instruction has (operation
+    /// `0xe0`, register form).
+    pub const MOVE_SUB: u8 = BPF_JMP | 0xe0 | BPF_X;
 }
 
 /// Flags in the `aux` of [`code::BOUNDS`], [`code::LOOKUP_BRANCH`] and [`code::UREM64`]
@@ -191,6 +205,13 @@ pub(super) mod flag {
     pub const THEN_INC: u8 = 0x20;
     /// `UREM64`: the divisor is the immediate.
     pub const UREM_BY_IMM: u8 = 0x10;
+    /// `UREM64` (with [`UREM_BY_IMM`]): a `mov64 src, imm` comes first (the divisor, from a
+    /// register of known value), one slot more.
+    pub const UREM_SET_SRC: u8 = 0x20;
+    /// `UREM64`: an `if dst != 0 goto off` follows, one slot more.
+    pub const UREM_BRANCH: u8 = 0x40;
+    /// `UREM64` with [`UREM_BRANCH`]: the jump is `if dst == 0 goto off` instead.
+    pub const UREM_BRANCH_ZERO: u8 = 0x80;
 }
 
 pub(super) use code::FAULT;
@@ -309,9 +330,17 @@ impl Decoded {
             what: "execution left the program".into(),
         });
         d.ops.push(end);
-        super::fixed::prove(&mut d.ops, functions, fixed);
-        fuse(&mut d.ops, fixed);
-        fuse_lookup_inc(&mut d.ops);
+        // Tests compare programs against their plain, slot-by-slot form.
+        #[cfg(test)]
+        let plain = super::tests::PLAIN_DECODING.with(|p| p.get());
+        #[cfg(not(test))]
+        let plain = false;
+        if !plain {
+            // SAFETY: the regions are valid memory (contract).
+            unsafe { super::fixed::prove(&mut d.ops, functions, fixed) };
+            fuse(&mut d.ops, fixed);
+            fuse_lookup_inc(&mut d.ops);
+        }
         Decoded {
             ops: d.ops.into_boxed_slice(),
             helpers: d.helpers.into_boxed_slice(),
@@ -759,6 +788,7 @@ fn fuse(ops: &mut [Op], fixed: &[Region]) {
     const JEQ_K: u8 = BPF_JMP | BPF_JEQ | BPF_K;
     const JNE_K: u8 = BPF_JMP | BPF_JNE | BPF_K;
     const LD_IMM64: u8 = BPF_LD | BPF_IMM | BPF_DW;
+    const EXIT: u8 = BPF_JMP | BPF_EXIT;
     for i in 0..ops.len().saturating_sub(1) {
         let (a, b) = (ops[i], ops[i + 1]);
         let c = ops.get(i + 2).copied();
@@ -768,6 +798,10 @@ fn fuse(ops: &mut [Op], fixed: &[Region]) {
             let Some(m) = c else { continue };
             if let Some(inc) = fixed_counter(a, &ops[i + 2..]) {
                 ops[i] = inc;
+                continue;
+            }
+            if let Some(set) = set_store_fixed(a, &ops[i + 2..]).or_else(|| set2(a, ops, i)) {
+                ops[i] = set;
                 continue;
             }
             // Proven for every path into the access, or for this one: the address is the
@@ -833,9 +867,18 @@ fn fuse(ops: &mut [Op], fixed: &[Region]) {
             }
             continue;
         }
+        if a.code == BPF_JMP | BPF_JA && ops.get(a.off as usize).is_some_and(|t| t.code == EXIT) {
+            // A jump to an `exit` exits, charging the jump's slot too.
+            ops[i] = Op {
+                aux: 1,
+                ..ops[a.off as usize]
+            };
+            continue;
+        }
         // The first pattern that matches, in order of preference.
         let fused = inc_mem(a, b, c)
-            .or_else(|| urem64(a, b, c, d))
+            .or_else(|| set_divisor_urem64(a, &ops[i + 1..]))
+            .or_else(|| urem64(a, b, c, d).map(|u| then_branch(u, ops.get(i + 4))))
             .or_else(|| shift_pair_or(a, b, c, d))
             .or_else(|| move_call(a, b))
             .or_else(|| copy_mem(a, b))
@@ -843,11 +886,129 @@ fn fuse(ops: &mut [Op], fixed: &[Region]) {
             .or_else(|| bytes16(a, b, c, d))
             .or_else(|| load_pair(a, b, c, d))
             .or_else(|| address(a, b, c))
-            .or_else(|| set_stack(a, b));
+            .or_else(|| set_stack(a, b))
+            .or_else(|| move_sub(a, b));
         if let Some(op) = fused {
             ops[i] = op;
         }
     }
+}
+
+/// The value a `mov d, k` leaves in `d` (64-bit, or 32-bit zero-extending), if `op` is one.
+fn moved_constant(op: Op) -> Option<u64> {
+    match op.code {
+        c if c == BPF_ALU64 | BPF_MOV | BPF_K => Some(op.imm),
+        c if c == BPF_ALU | BPF_MOV | BPF_K => Some(u64::from(op.imm as u32)),
+        _ => None,
+    }
+}
+
+/// `ld_imm64 a, X; mov d, k` (the move usually a folded load of a constant through `a`,
+/// [`super::fold`]) and the no-ops after it, as one [`code::SET2`] op; `a` is the ld_imm64
+/// at slot `i`.
+fn set2(a: Op, ops: &[Op], i: usize) -> Option<Op> {
+    let m = *ops.get(i + 2)?;
+    let value = moved_constant(m).filter(|&v| super::fold::fits_immediate(v))?;
+    let mut slots = 3;
+    while slots < 15
+        && ops
+            .get(i + slots)
+            .is_some_and(|n| super::fold::is_no_op(n, i + slots))
+    {
+        slots += 1;
+    }
+    Some(Op {
+        code: code::SET2,
+        dst: m.dst,
+        src: slots as u8,
+        off: value as i32,
+        imm: a.imm,
+        aux: a.dst,
+    })
+}
+
+/// `ld_imm64 a, X; mov d, k; stx [a + 0], d` with the store proven at X (`d != a`): a
+/// constant stored to global data, as one [`code::SET_STORE_FIXED`] op; `rest` are the slots
+/// after the ld_imm64's two.
+fn set_store_fixed(a: Op, rest: &[Op]) -> Option<Op> {
+    let [m, store, ..] = *rest else {
+        return None;
+    };
+    moved_constant(m)?;
+    let fits = class_mode(store.code) == code::STX_FIXED
+        && store.dst == a.dst
+        && store.src == m.dst
+        && store.imm == a.imm
+        && m.dst != a.dst
+        && super::fold::fits_immediate(m.imm);
+    let narrow = m.code == BPF_ALU | BPF_MOV | BPF_K;
+    fits.then_some(Op {
+        code: code::SET_STORE_FIXED,
+        dst: m.dst,
+        src: 0,
+        off: m.imm as i32,
+        imm: a.imm,
+        aux: a.dst | u8::from(narrow) << 4 | (size(store.code) >> 3) << 5,
+    })
+}
+
+/// `mov64 y, k` before a [`code::UREM64`] by the immediate `k` (the divisor of a remainder,
+/// made known by [`super::fold`]): one op that sets `y` too ([`flag::UREM_SET_SRC`]), and
+/// takes the test of the remainder after it ([`then_branch`]); `rest` are the slots after
+/// the move.
+fn set_divisor_urem64(a: Op, rest: &[Op]) -> Option<Op> {
+    let [b, c, d, e, ..] = *rest else {
+        return None;
+    };
+    let urem = urem64(b, c, Some(d), Some(e))?;
+    let fits = a.code == BPF_ALU64 | BPF_MOV | BPF_K
+        && urem.aux & flag::UREM_BY_IMM != 0
+        && urem.imm == a.imm;
+    let set = Op {
+        src: a.dst,
+        aux: urem.aux | flag::UREM_SET_SRC,
+        ..urem
+    };
+    fits.then(|| then_branch(set, rest.get(4)))
+}
+
+/// `urem` with the test of the remainder that follows it (`if x != 0 goto` or `if x == 0
+/// goto`, 64-bit), `next`, as [`flag::UREM_BRANCH`].
+fn then_branch(urem: Op, next: Option<&Op>) -> Op {
+    const JNE_K: u8 = BPF_JMP | BPF_JNE | BPF_K;
+    const JEQ_K: u8 = BPF_JMP | BPF_JEQ | BPF_K;
+    match next {
+        Some(j) if (j.code == JNE_K || j.code == JEQ_K) && j.dst == urem.dst && j.imm == 0 => Op {
+            off: j.off,
+            aux: urem.aux
+                | flag::UREM_BRANCH
+                | if j.code == JEQ_K {
+                    flag::UREM_BRANCH_ZERO
+                } else {
+                    0
+                },
+            ..urem
+        },
+        _ => urem,
+    }
+}
+
+/// `mov d, s; sub d, t` of one width (`mov32` zero-extending): a difference into a new
+/// register, as one [`code::MOVE_SUB`] op.
+fn move_sub(a: Op, b: Op) -> Option<Op> {
+    let wide = match (a.code, b.code) {
+        (x, y) if x == BPF_ALU64 | BPF_MOV | BPF_X && y == BPF_ALU64 | BPF_SUB | BPF_X => true,
+        (x, y) if x == BPF_ALU | BPF_MOV | BPF_X && y == BPF_ALU | BPF_SUB | BPF_X => false,
+        _ => return None,
+    };
+    (a.off == 0 && b.dst == a.dst).then_some(Op {
+        code: code::MOVE_SUB,
+        dst: a.dst,
+        src: a.src,
+        off: 0,
+        imm: 0,
+        aux: b.src | u8::from(wide) << 4,
+    })
 }
 
 /// `mov d, s` (64-bit, or 32-bit zero-extending) right before a local call: the argument set

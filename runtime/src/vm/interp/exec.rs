@@ -270,7 +270,7 @@ unsafe fn dispatch(
         // SAFETY: `pc` is in bounds: the entry was checked above, and every op leaves `pc` at a
         // decoded jump target, a return address (a call's slot + 1) or the slot after itself
         // (ld_imm64 after its second slot, a superinstruction after the last slot of its
-        // sequence, up to + 7: never past the end, the slots exist), all at most
+        // sequence, up to + 15: never past the end, the slots exist), all at most
         // `ops.len() - 1`, the sentinel, which returns.
         let op: &Op = unsafe { ops.get_unchecked(pc) };
         let cur = pc;
@@ -714,13 +714,15 @@ unsafe fn dispatch(
                 pc += 1;
                 call!(cur + 1)
             }
+            // `aux` 1: a `ja` to an `exit`, whose slot is charged too.
             EXIT => {
+                let last = cur + usize::from(op.aux);
                 if nframes == 0 {
-                    charge!(cur);
+                    charge!(last);
                     return Ok(reg[0]);
                 }
                 let ret = pop_frame!();
-                transfer!(cur, ret);
+                transfer!(last, ret);
             }
 
             // ---- loads and stores ----
@@ -949,11 +951,63 @@ unsafe fn dispatch(
                         reg[src!()]
                     }
                 };
-                reg[t] = reg[dst!()];
-                reg[t] = udiv64(reg[t], divisor(&reg));
-                reg[t] = reg[t].wrapping_mul(divisor(&reg));
+                let lead = usize::from(op.aux & flag::UREM_SET_SRC != 0);
+                if lead != 0 {
+                    reg[src!()] = k64!();
+                }
+                if op.aux & flag::UREM_BY_IMM != 0 {
+                    let (x, d) = (reg[dst!()], k64!());
+                    let mask = d.wrapping_sub(1);
+                    // A power of two takes a mask, not a division; so does zero, for which
+                    // `x & !mask` is 0, as `x / 0` is.
+                    reg[t] = if d & mask == 0 { x & !mask } else { x / d * d };
+                } else {
+                    reg[t] = reg[dst!()];
+                    reg[t] = udiv64(reg[t], divisor(&reg));
+                    reg[t] = reg[t].wrapping_mul(divisor(&reg));
+                }
+                // Read after the write: `t` may be `dst`.
                 reg[dst!()] = reg[dst!()].wrapping_sub(reg[t]);
+                let last = cur + lead + 3;
+                if op.aux & flag::UREM_BRANCH == 0 {
+                    pc = last + 1;
+                } else if (reg[dst!()] == 0) == (op.aux & flag::UREM_BRANCH_ZERO != 0) {
+                    transfer!(last + 1, op.off as usize);
+                } else {
+                    pc = last + 2;
+                }
+            }
+            SET2 => {
+                reg[usize::from(op.aux & 0x0f)] = k64!();
+                reg[dst!()] = op.off as i64 as u64;
+                pc = cur + src!();
+            }
+            SET_STORE_FIXED => {
+                reg[usize::from(op.aux & 0x0f)] = k64!();
+                let v = if op.aux & 0x10 != 0 {
+                    u64::from(op.off as u32)
+                } else {
+                    op.off as i64 as u64
+                };
+                reg[dst!()] = v;
+                match (op.aux >> 5) & 3 {
+                    0 => store_fixed!(u32, k64!(), v as u32),
+                    1 => store_fixed!(u16, k64!(), v as u16),
+                    2 => store_fixed!(u8, k64!(), v as u8),
+                    _ => store_fixed!(u64, k64!(), v),
+                }
                 pc = cur + 4;
+            }
+            MOVE_SUB => {
+                let t = usize::from(op.aux & 0x0f);
+                if op.aux & 0x10 != 0 {
+                    reg[dst!()] = x64!();
+                    reg[dst!()] = reg[dst!()].wrapping_sub(reg[t]);
+                } else {
+                    reg[dst!()] = u64::from(x32!());
+                    reg[dst!()] = u64::from((reg[dst!()] as u32).wrapping_sub(reg[t] as u32));
+                }
+                pc = cur + 2;
             }
             SET_STACK_W | SET_STACK_DW => {
                 reg[dst!()] = if op.aux == 1 { u64::from(k32!()) } else { k64!() };

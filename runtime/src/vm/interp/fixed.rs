@@ -20,6 +20,7 @@
 
 use super::decode::code;
 use super::decode::Op;
+use super::fold;
 use crate::vm::insn::*;
 use crate::vm::memory::{Access, Region};
 
@@ -99,9 +100,13 @@ pub(super) fn allows(regions: &[Region], addr: u64, len: u64, access: Access) ->
 }
 
 /// Rewrites loads and stores through registers of known value into `*_FIXED` ops where
-/// `regions` allow them. Runs on freshly decoded ops (before superinstructions are fused):
-/// real BPF codes plus the decoder's own (`*_STACK`, calls, faults).
-pub(super) fn prove(ops: &mut [Op], functions: &[usize], regions: &[Region]) {
+/// `regions` allow them, and folds what constant regions make known ([`super::fold`]). Runs on
+/// freshly decoded ops (before superinstructions are fused): real BPF codes plus the decoder's
+/// own (`*_STACK`, calls, faults).
+///
+/// # Safety
+/// Every region in `regions` is memory valid for reads (constant ones are read here).
+pub(super) unsafe fn prove(ops: &mut [Op], functions: &[usize], regions: &[Region]) {
     if regions.is_empty() || ops.is_empty() {
         return;
     }
@@ -116,8 +121,31 @@ pub(super) fn prove(ops: &mut [Op], functions: &[usize], regions: &[Region]) {
             Way::Jump(from) => known = at_jump.remove(&from).unwrap_or([None; 16]),
             Way::None | Way::Unknown => known = [None; 16],
         }
+        let (dst, src) = (
+            usize::from(ops[pc].dst & 0x0f),
+            usize::from(ops[pc].src & 0x0f),
+        );
+        // A register source of known value becomes an immediate; a conditional jump on known
+        // values becomes a `ja` or a no-op.
+        if let Some(v) = known[src] {
+            fold::immediate_source(&mut ops[pc], v);
+        }
+        if let Some(a) = known[dst].filter(|_| fold::is_conditional(ops[pc].code)) {
+            if ops[pc].code & BPF_X == 0 {
+                ops[pc] = if fold::taken(&ops[pc], a) {
+                    Op {
+                        code: BPF_JMP | BPF_JA,
+                        src: 0,
+                        dst: 0,
+                        imm: 0,
+                        ..ops[pc]
+                    }
+                } else {
+                    fold::no_op(pc)
+                };
+            }
+        }
         let op = ops[pc];
-        let (dst, src) = (usize::from(op.dst & 0x0f), usize::from(op.src & 0x0f));
         let class = op.code & 0x07;
         let mode = op.code & 0xe0;
         let len = mem_width(op.code) as u64;
@@ -140,11 +168,23 @@ pub(super) fn prove(ops: &mut [Op], functions: &[usize], regions: &[Region]) {
                 known[dst] = known[dst].map(|v| v.wrapping_add(op.imm))
             }
             _ if class == BPF_LDX && mode == BPF_MEM => {
-                if let Some(addr) = proven(known[src], Access::Read) {
+                let addr = proven(known[src], Access::Read);
+                if let Some(addr) = addr {
                     ops[pc].code = code::LDX_FIXED | (op.code & 0x18);
                     ops[pc].imm = addr;
                 }
-                known[dst] = None;
+                // SAFETY: the regions are readable memory (contract).
+                known[dst] = addr.and_then(|a| unsafe { fold::constant_load(regions, a, len) });
+                if let Some(v) = known[dst].filter(|&v| fold::fits_immediate(v)) {
+                    // A load of a constant: the move of its value (zero-extended, as loaded).
+                    ops[pc] = Op {
+                        code: BPF_ALU64 | BPF_MOV | BPF_K,
+                        src: 0,
+                        off: 0,
+                        imm: v,
+                        ..op
+                    };
+                }
             }
             _ if class == BPF_STX && mode == BPF_MEM => {
                 if let Some(addr) = proven(known[dst], Access::Write) {

@@ -1173,3 +1173,256 @@ fn load_pairs_match_their_slots() {
         Err(VmError::OutOfBounds { insn: 0, .. })
     ));
 }
+
+thread_local! {
+    /// Set while a test decodes a program's plain form: one op per instruction, nothing
+    /// proven, folded or fused.
+    pub(super) static PLAIN_DECODING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `text` decoded in its plain form (see [`PLAIN_DECODING`]).
+fn prepare_plain(text: &str) -> PreparedProgram {
+    PLAIN_DECODING.with(|p| p.set(true));
+    let prog = prepare(text);
+    PLAIN_DECODING.with(|p| p.set(false));
+    prog
+}
+
+/// Runs `text` with `r1` on `buf`, a fixed region of `kind`, twice: decoded against the region
+/// (accesses proven, constants folded, superinstructions fused) and in its plain form (one op
+/// per instruction, every access checked at run time), each with every budget from 1 to 64.
+/// Asserts that both runs give the same result, budget exhaustion included, and leave the same
+/// bytes; returns the result with the full budget and the ops of the first form.
+fn run_both_forms(
+    text: &str,
+    r1: u64,
+    buf: &mut [u8],
+    kind: crate::vm::memory::RegionKind,
+) -> (Result<u64, VmError>, Vec<super::decode::Op>) {
+    let region = crate::vm::memory::Region {
+        start: buf.as_mut_ptr() as u64,
+        len: buf.len() as u64,
+        writable: kind == crate::vm::memory::RegionKind::MapValue,
+        kind,
+    };
+    let plain = prepare_plain(text);
+    let mut proven = prepare(text);
+    // SAFETY: `buf` outlives `proven`, dropped at the end of this function.
+    proven.decoded = std::sync::Arc::new(unsafe {
+        Decoded::with_fixed(&proven.insns, &proven.functions, &[region], Box::new([]))
+    });
+    let initial = buf.to_vec();
+    let run = |prog: &PreparedProgram, budget: u64, buf: &mut [u8]| {
+        buf.copy_from_slice(&initial);
+        let mut env = RunEnv::default();
+        env.memory.add_fixed(region);
+        env.begin_run();
+        Interpreter::new(budget).run(prog, &mut env, r1, 0)
+    };
+    for budget in 1..=64 {
+        let folded = run(&proven, budget, buf);
+        let after = buf.to_vec();
+        let checked = run(&plain, budget, buf);
+        assert_eq!(folded, checked, "budget {budget}");
+        assert_eq!(after, buf, "memory after a run with budget {budget}");
+    }
+    let ops = proven.decoded.ops.to_vec();
+    (run(&proven, 1 << 20, buf), ops)
+}
+
+/// The codes of `ops`.
+fn codes_of(ops: &[super::decode::Op]) -> Vec<u8> {
+    ops.iter().map(|op| op.code).collect()
+}
+
+/// Frozen read-only data is folded as the kernel's verifier folds it: a load from it becomes
+/// a move of its value, a register of known value becomes an immediate, and a jump on such
+/// values becomes a `ja` or a no-op; with the ops they enable (a constant address and value
+/// set in one op, a remainder by a constant power of two with its test, a jump to `exit`)
+/// everything runs and charges the budget exactly as the plain instructions do.
+#[test]
+fn frozen_constants_fold_as_the_verifier_folds_them() {
+    use super::decode::code;
+    use crate::vm::memory::RegionKind::{Constant, MapValue};
+    let mut buf = [0u8; 16];
+    buf[0..4].copy_from_slice(&4u32.to_le_bytes());
+    buf[4..8].copy_from_slice(&14u32.to_le_bytes());
+    buf[8..12].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    let addr = buf.as_ptr() as u64;
+    // xdp_globals' shape: a limit, a sampling rate tested for zero, a remainder by it.
+    let text = format!(
+        "
+        mov64 r6, r1
+        rsh64 r6, 6
+        lddw r2, {addr:#x}
+        ldxw r3, [r2+4]
+        jlt r6, r3, small
+        lddw r2, {addr:#x}
+        ldxw r3, [r2+0]
+        jeq r3, 0, none
+        ldxw r2, [r2+0]
+        mov64 r3, r1
+        div64 r3, r2
+        mul64 r3, r2
+        sub64 r1, r3
+        jne r1, 0, none
+        mov64 r0, 1
+        ja out
+    none:
+        mov64 r0, r1
+        lsh64 r0, 32
+        add64 r0, r3
+        ja out
+    small:
+        mov64 r0, 99
+    out:
+        exit"
+    );
+    let (result, ops) = run_both_forms(&text, 1234, &mut buf, Constant);
+    let codes = codes_of(&ops);
+    // 1234 % 4 = 2, t = 1232.
+    assert_eq!(result, Ok(2 << 32 | 1232));
+    assert_eq!(codes[2], code::SET2, "{codes:x?}");
+    // The limit's jump takes the limit as its immediate; the zero test is a no-op covered
+    // by the op before it; the remainder takes its divisor's move and its test.
+    assert_eq!(codes[5], BPF_JMP | 0xa0 | BPF_K, "{codes:x?}");
+    assert_eq!(codes[6], code::SET2, "{codes:x?}");
+    assert_eq!(ops[6].src, 4, "the no-op is covered");
+    assert_eq!(codes[10], code::UREM64, "{codes:x?}");
+    // The `ja out` before `exit` exits.
+    assert_eq!(codes[17], BPF_JMP | BPF_EXIT, "{codes:x?}");
+    assert_eq!(codes[21], BPF_JMP | BPF_EXIT, "{codes:x?}");
+    // The same memory, writable: nothing is known, nothing folds, the results agree.
+    let (result, ops) = run_both_forms(&text, 1234, &mut buf, MapValue);
+    let codes = codes_of(&ops);
+    assert_eq!(result, Ok(2 << 32 | 1232));
+    assert!(!codes.contains(&code::SET2), "{codes:x?}");
+    // A divisor that is not a power of two, a remainder of zero, the limit's other side.
+    buf[0..4].copy_from_slice(&617u32.to_le_bytes());
+    assert_eq!(run_both_forms(&text, 1234, &mut buf, Constant).0, Ok(1));
+    buf[0..4].copy_from_slice(&100u32.to_le_bytes());
+    assert_eq!(
+        run_both_forms(&text, 1234, &mut buf, Constant).0,
+        Ok(34 << 32 | 1200)
+    );
+    buf[4..8].copy_from_slice(&21u32.to_le_bytes());
+    assert_eq!(run_both_forms(&text, 1234, &mut buf, Constant).0, Ok(99));
+    // A zero rate: the zero test is always taken (a `ja`).
+    buf[0..4].copy_from_slice(&0u32.to_le_bytes());
+    buf[4..8].copy_from_slice(&14u32.to_le_bytes());
+    let (result, ops) = run_both_forms(&text, 1234, &mut buf, Constant);
+    assert_eq!(result, Ok(1234 << 32));
+    assert_eq!(ops[9].code, BPF_JMP | BPF_JA, "{ops:x?}");
+
+    // A value that is no sign-extended immediate stays a load, but is still known; a jump
+    // landing between the address and the load leaves the load as it was.
+    let text = format!(
+        "
+        lddw r2, {addr:#x}
+        ldxw r3, [r2+8]
+        jgt r3, 0x7fffffff, big
+        mov64 r0, 1
+        exit
+    big:
+        jeq r1, 0, +0
+        ldxw r0, [r2+0]
+        ldxw r4, [r2+8]
+        jeq32 r4, r0, +1
+        add64 r0, r4
+        exit"
+    );
+    let (result, ops) = run_both_forms(&text, 1234, &mut buf, Constant);
+    let codes = codes_of(&ops);
+    assert_eq!(result, Ok(0xffff_fff0));
+    assert_eq!(codes[0] & !0x18, code::LDX_ABS_FIXED, "{codes:x?}");
+    assert_eq!(codes[3], BPF_JMP | BPF_JA, "{codes:x?}");
+    // After the `jeq` at `big:` (slot 7 is reached two ways) r2 is unknown: the loads stay
+    // checked (the two, fused).
+    assert_eq!(codes[7], code::LDX2_W, "{codes:x?}");
+}
+
+/// The ops fused for constant stores, differences and the remainder's test do what their
+/// slots do, in every width, whatever registers they share.
+#[test]
+fn constant_stores_and_differences_match_their_slots() {
+    use super::decode::code;
+    use crate::vm::memory::RegionKind::MapValue;
+    let mut buf = [0u8; 16];
+    let addr = buf.as_ptr() as u64;
+    for width in ["w", "h", "b", "dw"] {
+        for mov in ["mov32 r0, -3", "mov64 r0, -3"] {
+            let text = format!(
+                "lddw r1, {addr:#x}\n{mov}\nstx{width} [r1+0], r0\nldxdw r2, [r1+0]\nadd64 r0, r2\nexit"
+            );
+            let (result, ops) = run_both_forms(&text, 1234, &mut buf, MapValue);
+            assert!(result.is_ok());
+            assert_eq!(ops[0].code, code::SET_STORE_FIXED, "{text}: {ops:x?}");
+        }
+    }
+    // Differences, 32- and 64-bit, into a register that is also the subtrahend (r1 = 10).
+    for (text, expected) in [
+        (
+            "mov64 r2, r1\nrsh64 r2, 1\nmov32 r4, r1\nsub32 r4, r2\nmov64 r0, r4\nexit",
+            5,
+        ),
+        (
+            "mov64 r2, r1\nlsh64 r2, 1\nmov32 r4, r1\nsub32 r4, r2\nmov64 r0, r4\nexit",
+            0xffff_fff6,
+        ),
+        (
+            "mov64 r2, r1\nlsh64 r2, 1\nmov64 r4, r1\nsub64 r4, r2\nmov64 r0, r4\nexit",
+            (-10i64) as u64,
+        ),
+        (
+            "mov64 r2, r1\nlsh64 r2, 1\nmov64 r2, r1\nsub64 r2, r2\nmov64 r0, r2\nexit",
+            0,
+        ),
+    ] {
+        let (result, ops) = run_both_forms(text, 10, &mut buf, MapValue);
+        assert_eq!(result, Ok(expected), "{text}");
+        assert!(codes_of(&ops).contains(&code::MOVE_SUB), "{text}: {ops:x?}");
+    }
+    // The remainder's test either way, by a register and by an immediate, entered in the
+    // middle too.
+    for test in ["jne r1, 0, odd", "jeq r1, 0, odd"] {
+        for divisor in ["r2", "6"] {
+            let text = format!(
+                "
+                mov64 r2, 6
+                jeq r1, 77, mid
+                mov64 r3, r1
+            mid:
+                div64 r3, {divisor}
+                mul64 r3, {divisor}
+                sub64 r1, r3
+                {test}
+                mov64 r0, r1
+                exit
+            odd:
+                mov64 r0, 1000
+                add64 r0, r3
+                exit"
+            );
+            for r1 in [0u64, 5, 12, 77] {
+                // At `mid`, r3 is still 0.
+                let (t, x) = if r1 == 77 {
+                    (0, 77)
+                } else {
+                    (r1 / 6 * 6, r1 % 6)
+                };
+                let taken = if test.starts_with("jne") {
+                    x != 0
+                } else {
+                    x == 0
+                };
+                let expected = if taken { 1000 + t } else { x };
+                assert_eq!(
+                    run_with(&text, r1, 100),
+                    Ok(expected),
+                    "{text} with r1 = {r1}"
+                );
+            }
+            assert_eq!(decoded_codes(&text)[2], code::UREM64, "{text}");
+        }
+    }
+}
