@@ -102,7 +102,8 @@ impl ArrayMap {
         Ok(map)
     }
 
-    /// Address of element 0 (elements are `round_up8(value_size)` apart).
+    /// Address of element 0 (elements are `round_up8(value_size)` apart). Never write through
+    /// it to a frozen map ([`is_frozen`]): the interpreter folds such contents into programs.
     pub fn base_ptr(&self) -> *mut u8 {
         self.storage.at(0)
     }

@@ -157,7 +157,8 @@ pub trait Map: Send + Sync + std::fmt::Debug {
     fn spec(&self) -> &MapSpec;
 
     /// Program lookup (`bpf_map_lookup_elem`): a pointer to the value for `cpu`, valid for the
-    /// rest of the program run.
+    /// rest of the program run. Writable only where the program may write the map: never for
+    /// a frozen one ([`is_frozen`]), whose contents decoded programs hold as constants.
     fn lookup(&self, key: &[u8], cpu: u32) -> Option<NonNull<u8>>;
 
     /// Program update (`bpf_map_update_elem`): per-CPU maps update `cpu`'s value only.

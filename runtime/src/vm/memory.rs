@@ -181,3 +181,46 @@ pub(crate) fn fixed_regions(maps: &[std::sync::Arc<dyn crate::maps::Map>]) -> Ve
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maps::{ArrayMap, Map, BPF_F_RDONLY_PROG};
+    use crate::object::spec::MapSpec;
+    use std::sync::Arc;
+
+    /// Only frozen maps (read-only global data) are constant: a map the program may only read
+    /// but user space may update stays merely read-only, and the others are map values.
+    #[test]
+    fn only_frozen_maps_give_constant_regions() {
+        let array = |flags: u32, global_data: bool| -> Arc<dyn Map> {
+            Arc::new(
+                ArrayMap::new(MapSpec {
+                    name: "m".into(),
+                    map_type: crate::maps::types::ARRAY,
+                    key_size: 4,
+                    value_size: 8,
+                    max_entries: 1,
+                    flags,
+                    global_data,
+                    ..MapSpec::default()
+                })
+                .unwrap(),
+            )
+        };
+        let maps = [
+            array(BPF_F_RDONLY_PROG, true),
+            array(BPF_F_RDONLY_PROG, false),
+            array(0, true),
+        ];
+        let kinds: Vec<_> = fixed_regions(&maps).iter().map(|r| r.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                RegionKind::Constant,
+                RegionKind::ReadOnly,
+                RegionKind::MapValue
+            ]
+        );
+    }
+}

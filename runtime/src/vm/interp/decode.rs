@@ -164,9 +164,12 @@ pub(super) mod code {
     /// form).
     pub const KEY_ADDR: u8 = BPF_ALU | 0xe0 | BPF_X;
     /// clang's unsigned remainder when the divisor is not known to be a power of two:
-    /// `mov64 t, dst; div64 t, y; mul64 t, y; sub64 dst, t` with `y` = `src` (or `imm` when
-    /// `aux` bit 4 is set) and `t` = `aux & 0xf` (four slots, run in order). An ALU64 code no
-    /// instruction has (operation `0xf0`, register form).
+    /// `mov64 t, dst; div64 t, y; mul64 t, y; sub64 dst, t` with `y` = `src` (or `imm` with
+    /// [`UREM_BY_IMM`](super::flag::UREM_BY_IMM)) and `t` = `aux & 0xf` (four slots, run in
+    /// order). With [`UREM_SET_SRC`](super::flag::UREM_SET_SRC) a `mov64 src, imm` comes
+    /// first; with [`UREM_BRANCH`](super::flag::UREM_BRANCH) a test of `dst` against 0 jumping
+    /// to `off` follows (one slot more each). An ALU64 code no instruction has (operation
+    /// `0xf0`, register form).
     pub const UREM64: u8 = BPF_ALU64 | 0xf0 | BPF_X;
     /// A value copied between memory: `ldx dst, [src + off]; stx [aux + imm], dst` of one
     /// width (two slots, both accesses checked). Sizes in `BPF_SIZE` order; the JMP32 codes of
@@ -178,19 +181,22 @@ pub(super) mod code {
     pub const LDX2_W: u8 = BPF_JMP | 0xf0;
     /// As [`LDX2_W`] with two 8-byte loads. JMP operation `0xf0`, register form.
     pub const LDX2_DW: u8 = BPF_JMP | 0xf0 | BPF_X;
-    /// `aux = imm (ld_imm64); dst = off` (sign-extended): an address and a constant read
-    /// through it ([`super::fold`]), then the no-ops that follow (jumps on that constant that
-    /// are never taken): the op covers `src` slots (3 to 15). An LD-class code no instruction
-    /// has (`BPF_IMM | BPF_B`).
+    /// `aux & 0xf = imm (ld_imm64); dst = off` (sign-extended, or zero-extended from 32 bits
+    /// with [`SET_NARROW`](super::flag::SET_NARROW)): an address and a constant read through
+    /// it ([`super::fold`]), then the no-ops that follow (jumps on that constant that are
+    /// never taken): the op covers `src` slots (3 to 15). An LD-class code no instruction has
+    /// (`BPF_IMM | BPF_B`).
     pub const SET2: u8 = BPF_LD | BPF_B;
     /// `aux & 0xf = imm (ld_imm64); dst = off; *(size *)imm = dst`, the store proven at
-    /// decoding (four slots): a constant stored to global data. `aux` bit 4: the move is
-    /// 32-bit (`off` zero-extended, else sign-extended); bits 5 and 6: the store's
-    /// `BPF_SIZE >> 3`. An LD-class code no instruction has (mode `0xe0`).
+    /// decoding (four slots): a constant stored to global data. `off` is zero-extended from 32
+    /// bits with [`SET_NARROW`](super::flag::SET_NARROW), else sign-extended; `aux >>
+    /// STORE_SIZE_SHIFT` is the store's `BPF_SIZE >> 3` (see
+    /// [`STORE_SIZE_SHIFT`](super::flag::STORE_SIZE_SHIFT)). An LD-class code no instruction
+    /// has (mode `0xe0`).
     pub const SET_STORE_FIXED: u8 = BPF_LD | 0xe0;
-    /// `dst = src; dst -= aux & 0xf` (two slots), 64-bit with `aux` bit 4, else 32-bit: a
-    /// length from two pointers (`data_end - data`). A JMP code no instruction has (operation
-    /// `0xe0`, register form).
+    /// `dst = src; dst -= aux & 0xf` (two slots), 64-bit with [`WIDE`](super::flag::WIDE),
+    /// else 32-bit: a length from two pointers (`data_end - data`). A JMP code no instruction
+    /// has (operation `0xe0`, register form).
     pub const MOVE_SUB: u8 = BPF_JMP | 0xe0 | BPF_X;
 }
 
@@ -212,6 +218,15 @@ pub(super) mod flag {
     pub const UREM_BRANCH: u8 = 0x40;
     /// `UREM64` with [`UREM_BRANCH`]: the jump is `if dst == 0 goto off` instead.
     pub const UREM_BRANCH_ZERO: u8 = 0x80;
+    /// `SET2` and `SET_STORE_FIXED`: the constant was moved by a 32-bit `mov` (zero-extended).
+    pub const SET_NARROW: u8 = 0x10;
+    /// `SET_STORE_FIXED`: where the store's size (`BPF_SIZE >> 3`) sits in `aux`.
+    pub const STORE_SIZE_SHIFT: u8 = 5;
+    /// `MOVE_SUB`: 64-bit operations (else 32-bit).
+    pub const WIDE: u8 = 0x10;
+    /// A real `exit` with this `aux` stands for a `ja` to an `exit`: it charges the jump's
+    /// slot too.
+    pub const EXIT_AFTER_JA: u8 = 1;
 }
 
 pub(super) use code::FAULT;
@@ -231,7 +246,8 @@ pub(super) struct Op {
     /// Sign-extended immediate; the whole `ld_imm64` value; a helper index for calls; a fault
     /// index for [`FAULT`].
     pub imm: u64,
-    /// A third register or a flag, for superinstructions.
+    /// A third register or a flag, for superinstructions (and [`flag::EXIT_AFTER_JA`] on a
+    /// real `exit`).
     pub aux: u8,
 }
 
@@ -290,7 +306,9 @@ impl Decoded {
     /// # Safety
     /// Every region of `fixed` must be memory that stays valid, with the permission it gives,
     /// for as long as the returned value (or a clone of it) exists: the storage of `owners`,
-    /// which it holds, or memory that outlives it otherwise.
+    /// which it holds, or memory that outlives it otherwise. The contents of a
+    /// [`RegionKind::Constant`](crate::vm::memory::RegionKind::Constant) region must not change
+    /// in that time either: they are folded into the ops.
     pub unsafe fn with_fixed(
         insns: &[Insn],
         functions: &[usize],
@@ -870,7 +888,7 @@ fn fuse(ops: &mut [Op], fixed: &[Region]) {
         if a.code == BPF_JMP | BPF_JA && ops.get(a.off as usize).is_some_and(|t| t.code == EXIT) {
             // A jump to an `exit` exits, charging the jump's slot too.
             ops[i] = Op {
-                aux: 1,
+                aux: flag::EXIT_AFTER_JA,
                 ..ops[a.off as usize]
             };
             continue;
@@ -908,7 +926,12 @@ fn moved_constant(op: Op) -> Option<u64> {
 /// at slot `i`.
 fn set2(a: Op, ops: &[Op], i: usize) -> Option<Op> {
     let m = *ops.get(i + 2)?;
-    let value = moved_constant(m).filter(|&v| super::fold::fits_immediate(v))?;
+    moved_constant(m)?;
+    // The immediate as the move reads it: all of it, or its low half (zero-extended).
+    let narrow = m.code == BPF_ALU | BPF_MOV | BPF_K;
+    if !super::fold::fits_immediate(m.imm) {
+        return None;
+    }
     let mut slots = 3;
     while slots < 15
         && ops
@@ -921,9 +944,9 @@ fn set2(a: Op, ops: &[Op], i: usize) -> Option<Op> {
         code: code::SET2,
         dst: m.dst,
         src: slots as u8,
-        off: value as i32,
+        off: m.imm as i32,
         imm: a.imm,
-        aux: a.dst,
+        aux: a.dst | if narrow { flag::SET_NARROW } else { 0 },
     })
 }
 
@@ -935,9 +958,12 @@ fn set_store_fixed(a: Op, rest: &[Op]) -> Option<Op> {
         return None;
     };
     moved_constant(m)?;
+    // The store was proven at `imm` = the address plus its offset: at the ld_imm64's value
+    // itself when the offset is 0.
     let fits = class_mode(store.code) == code::STX_FIXED
         && store.dst == a.dst
         && store.src == m.dst
+        && store.off == 0
         && store.imm == a.imm
         && m.dst != a.dst
         && super::fold::fits_immediate(m.imm);
@@ -948,7 +974,9 @@ fn set_store_fixed(a: Op, rest: &[Op]) -> Option<Op> {
         src: 0,
         off: m.imm as i32,
         imm: a.imm,
-        aux: a.dst | u8::from(narrow) << 4 | (size(store.code) >> 3) << 5,
+        aux: a.dst
+            | if narrow { flag::SET_NARROW } else { 0 }
+            | (size(store.code) >> 3) << flag::STORE_SIZE_SHIFT,
     })
 }
 
@@ -1007,7 +1035,7 @@ fn move_sub(a: Op, b: Op) -> Option<Op> {
         src: a.src,
         off: 0,
         imm: 0,
-        aux: b.src | u8::from(wide) << 4,
+        aux: b.src | if wide { flag::WIDE } else { 0 },
     })
 }
 

@@ -714,8 +714,8 @@ unsafe fn dispatch(
                 pc += 1;
                 call!(cur + 1)
             }
-            // `aux` 1: a `ja` to an `exit`, whose slot is charged too.
             EXIT => {
+                // A `ja` to an `exit` charges its own slot too (`flag::EXIT_AFTER_JA`, 1).
                 let last = cur + usize::from(op.aux);
                 if nframes == 0 {
                     charge!(last);
@@ -979,18 +979,22 @@ unsafe fn dispatch(
             }
             SET2 => {
                 reg[usize::from(op.aux & 0x0f)] = k64!();
-                reg[dst!()] = op.off as i64 as u64;
+                reg[dst!()] = if op.aux & flag::SET_NARROW != 0 {
+                    u64::from(op.off as u32)
+                } else {
+                    op.off as i64 as u64
+                };
                 pc = cur + src!();
             }
             SET_STORE_FIXED => {
                 reg[usize::from(op.aux & 0x0f)] = k64!();
-                let v = if op.aux & 0x10 != 0 {
+                let v = if op.aux & flag::SET_NARROW != 0 {
                     u64::from(op.off as u32)
                 } else {
                     op.off as i64 as u64
                 };
                 reg[dst!()] = v;
-                match (op.aux >> 5) & 3 {
+                match (op.aux >> flag::STORE_SIZE_SHIFT) & 3 {
                     0 => store_fixed!(u32, k64!(), v as u32),
                     1 => store_fixed!(u16, k64!(), v as u16),
                     2 => store_fixed!(u8, k64!(), v as u8),
@@ -1000,7 +1004,7 @@ unsafe fn dispatch(
             }
             MOVE_SUB => {
                 let t = usize::from(op.aux & 0x0f);
-                if op.aux & 0x10 != 0 {
+                if op.aux & flag::WIDE != 0 {
                     reg[dst!()] = x64!();
                     reg[dst!()] = reg[dst!()].wrapping_sub(reg[t]);
                 } else {

@@ -1,5 +1,6 @@
-//! Accesses through constant addresses, proven at decoding against memory that lives as long
-//! as the program.
+//! Register values known at decoding: accesses through constant addresses proven against
+//! memory that lives as long as the program, and the folding of constant data
+//! ([`super::fold`]).
 //!
 //! Global data (`.data`, `.bss`, `.rodata`) and direct array values are reached through an
 //! `ld_imm64` of an absolute address (relocated by the loader). Within a straight-line run the
@@ -9,14 +10,23 @@
 //! access is checked once here instead of on every execution: it becomes a `*_FIXED` op that
 //! reads or writes the address directly. Everything else keeps its run-time check.
 //!
-//! Soundness rests on two facts. The constant is exact: only `ld_imm64`, `mov64 k`, `mov64 x`
-//! of a known register and `add64 k` on one make a register known, every other write forgets
-//! it, and knowledge reaches a slot only along its one way in: falling through from the slot
-//! before, or a forward jump that is the only way to it (jumps write no register, so the
-//! state is the one the jump saw). Slots reached several ways, function entries, return
-//! addresses and backward-jump targets start with nothing known. And the region outlives the
+//! The same walk folds what constant regions (frozen `.rodata`) make known: a load from one
+//! yields a known value, register operands of known value become immediates, and jumps on
+//! known values are decided ([`super::fold`]).
+//!
+//! Soundness rests on three facts. The value is exact: only `ld_imm64`, `mov64 k`, `mov64 x`
+//! of a known register, `add64 k` on one (or `add64 x` of a known register, made an
+//! immediate) and a load from a constant region make a register known, every other write
+//! forgets it, and knowledge reaches a slot only along its one way in: falling through from
+//! the slot before, or a forward jump that is the only way to it (jumps write no register, so
+//! the state is the one the jump saw). Slots reached several ways, function entries, return
+//! addresses and backward-jump targets start with nothing known. A way is dropped only when
+//! it is never taken: the side of a decided jump it does not take, and the ways out of a slot
+//! left with no way in (entries are never dropped, so such a slot is dead). The region outlives the
 //! program: the maps whose storage the regions are own the program's relocated addresses too
-//! (the JIT embeds the same addresses), and a program only ever runs with its own maps.
+//! (the JIT embeds the same addresses), and a program only ever runs with its own maps. And a
+//! constant region never changes: a frozen map refuses every user write, and its region is
+//! not writable by programs (loads, stores and helpers all check the permission).
 
 use super::decode::code;
 use super::decode::Op;
@@ -24,74 +34,95 @@ use super::fold;
 use crate::vm::insn::*;
 use crate::vm::memory::{Access, Region};
 
-/// How control reaches a slot.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// One way control reaches a slot.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Way {
-    /// Not at all (dead code, or the second slot of an `ld_imm64`).
-    None,
-    /// Only by falling through from the slot before (or the `ld_imm64` before).
+    /// Falling through from the slot before (or the `ld_imm64` before).
     FallThrough,
-    /// Only by the jump at this slot, which lies before it (a forward jump, so its state is
-    /// known when the target is reached in program order).
+    /// The jump at this slot, which lies before it (a forward jump, so its state is known when
+    /// the target is reached in program order).
     Jump(usize),
-    /// Several ways, or from where the state is unknown: slot 0, function entries, the slot
-    /// after a call (the return address), a backward jump.
-    Unknown,
+    /// From where the state is unknown: slot 0, function entries, the slot after a call (the
+    /// return address), the target of a backward jump.
+    Entry,
 }
 
-/// How control reaches each slot (see [`Way`]).
-fn ways_in(ops: &[Op], functions: &[usize]) -> Vec<Way> {
-    let mut ways = vec![Way::None; ops.len()];
-    let add = |ways: &mut Vec<Way>, at: usize, way: Way| {
+/// The slot control goes to from `op` at `pc` when it does not jump, if it can.
+fn fall_through(op: &Op, pc: usize) -> Option<usize> {
+    let class = op.code & 0x07;
+    let is_jump_class = matches!(class, BPF_JMP | BPF_JMP32);
+    if op.code == BPF_LD | BPF_IMM | BPF_DW {
+        Some(pc + 2)
+    } else if (is_jump_class && matches!(op.code & 0xf0, BPF_EXIT | BPF_JA))
+        || op.code == code::FAULT
+    {
+        None
+    } else {
+        Some(pc + 1)
+    }
+}
+
+/// Whether `op` is a local or helper call (control comes back to the slot after it).
+fn is_call(op: &Op) -> bool {
+    matches!(op.code, code::LOCAL_CALL | code::CALL_LOOKUP)
+        || (matches!(op.code & 0x07, BPF_JMP | BPF_JMP32) && op.code & 0xf0 == BPF_CALL)
+}
+
+/// The slot `op` at `pc` jumps to, if it is a jump (conditional or `ja`; not a call or exit).
+fn jump_target(op: &Op) -> Option<usize> {
+    let is_jump_class = matches!(op.code & 0x07, BPF_JMP | BPF_JMP32);
+    (is_jump_class && !is_call(op) && op.code & 0xf0 != BPF_EXIT)
+        .then(|| usize::try_from(op.off).unwrap_or(usize::MAX))
+}
+
+/// Every way into each slot (see [`Way`]); the second slot of an `ld_imm64` has none.
+fn ways_in(ops: &[Op], functions: &[usize]) -> Vec<Vec<Way>> {
+    let mut ways = vec![Vec::new(); ops.len()];
+    let add = |ways: &mut Vec<Vec<Way>>, at: usize, way: Way| {
         if let Some(w) = ways.get_mut(at) {
-            *w = if *w == Way::None { way } else { Way::Unknown };
+            w.push(way);
         }
     };
-    add(&mut ways, 0, Way::Unknown);
+    add(&mut ways, 0, Way::Entry);
     for &f in functions {
-        add(&mut ways, f, Way::Unknown);
+        add(&mut ways, f, Way::Entry);
     }
     let mut pc = 0;
     while pc < ops.len() {
-        let op = ops[pc];
-        let class = op.code & 0x07;
-        if op.code == BPF_LD | BPF_IMM | BPF_DW {
-            add(&mut ways, pc + 2, Way::FallThrough);
-            pc += 2;
-            continue;
-        }
-        let is_jump_class = matches!(class, BPF_JMP | BPF_JMP32);
-        let is_call = matches!(op.code, code::LOCAL_CALL | code::CALL_LOOKUP)
-            || (is_jump_class && op.code & 0xf0 == BPF_CALL);
-        let is_exit = is_jump_class && op.code & 0xf0 == BPF_EXIT;
-        if is_call {
+        let op = &ops[pc];
+        if is_call(op) {
             // Returns arrive here from the callee or the helper.
-            add(&mut ways, pc + 1, Way::Unknown);
+            add(&mut ways, pc + 1, Way::Entry);
             if op.code == code::LOCAL_CALL {
                 if let Ok(t) = usize::try_from(op.off) {
-                    add(&mut ways, t, Way::Unknown);
+                    add(&mut ways, t, Way::Entry);
                 }
             }
-        } else if is_jump_class && !is_exit {
-            let target = usize::try_from(op.off).unwrap_or(usize::MAX);
-            add(
-                &mut ways,
-                target,
-                if target > pc {
-                    Way::Jump(pc)
-                } else {
-                    Way::Unknown
-                },
-            );
-            if op.code != BPF_JMP | BPF_JA {
-                add(&mut ways, pc + 1, Way::FallThrough);
-            }
-        } else if !is_exit && op.code != code::FAULT {
-            add(&mut ways, pc + 1, Way::FallThrough);
+        } else if let Some(f) = fall_through(op, pc) {
+            add(&mut ways, f, Way::FallThrough);
         }
-        pc += 1;
+        if let Some(target) = jump_target(op) {
+            let way = if target > pc {
+                Way::Jump(pc)
+            } else {
+                Way::Entry
+            };
+            add(&mut ways, target, way);
+        }
+        pc = fall_through(op, pc)
+            .filter(|&f| f > pc + 1)
+            .unwrap_or(pc + 1);
     }
     ways
+}
+
+/// Removes one `way` into slot `at`, if it is there: a way that folding proved never taken.
+fn remove_way(ways: &mut [Vec<Way>], at: usize, way: Way) {
+    if let Some(w) = ways.get_mut(at) {
+        if let Some(i) = w.iter().position(|&x| x == way) {
+            w.swap_remove(i);
+        }
+    }
 }
 
 /// Whether a fixed region allows `access` to all of `[addr, addr + len)`.
@@ -110,16 +141,31 @@ pub(super) unsafe fn prove(ops: &mut [Op], functions: &[usize], regions: &[Regio
     if regions.is_empty() || ops.is_empty() {
         return;
     }
-    let ways = ways_in(ops, functions);
-    // The state each forward jump leaves for a target it alone reaches.
+    let mut ways = ways_in(ops, functions);
+    // The state each forward jump leaves for its target.
     let mut at_jump: std::collections::HashMap<usize, [Option<u64>; 16]> = Default::default();
     let mut known: [Option<u64>; 16] = [None; 16];
     let mut pc = 0;
     while pc < ops.len() {
-        match ways[pc] {
-            Way::FallThrough => {}
-            Way::Jump(from) => known = at_jump.remove(&from).unwrap_or([None; 16]),
-            Way::None | Way::Unknown => known = [None; 16],
+        known = match ways[pc].as_slice() {
+            [Way::FallThrough] => known,
+            [Way::Jump(from)] => at_jump.remove(from).unwrap_or([None; 16]),
+            _ => [None; 16],
+        };
+        let next = fall_through(&ops[pc], pc)
+            .filter(|&f| f > pc + 1)
+            .unwrap_or(pc + 1);
+        if ways[pc].is_empty() {
+            // Dead code (or the program's decisions made it so): its ways out are not ways
+            // in for the slots they reach.
+            if let Some(f) = fall_through(&ops[pc], pc) {
+                remove_way(&mut ways, f, Way::FallThrough);
+            }
+            if let Some(t) = jump_target(&ops[pc]) {
+                remove_way(&mut ways, t, Way::Jump(pc));
+            }
+            pc = next;
+            continue;
         }
         let (dst, src) = (
             usize::from(ops[pc].dst & 0x0f),
@@ -130,20 +176,15 @@ pub(super) unsafe fn prove(ops: &mut [Op], functions: &[usize], regions: &[Regio
         if let Some(v) = known[src] {
             fold::immediate_source(&mut ops[pc], v);
         }
-        if let Some(a) = known[dst].filter(|_| fold::is_conditional(ops[pc].code)) {
-            if ops[pc].code & BPF_X == 0 {
-                ops[pc] = if fold::taken(&ops[pc], a) {
-                    Op {
-                        code: BPF_JMP | BPF_JA,
-                        src: 0,
-                        dst: 0,
-                        imm: 0,
-                        ..ops[pc]
-                    }
-                } else {
-                    fold::no_op(pc)
-                };
+        if let Some(decided) = known[dst].and_then(|a| fold::decided_jump(&ops[pc], pc, a)) {
+            // The way the jump no longer takes is gone.
+            let target = jump_target(&ops[pc]).unwrap_or(usize::MAX);
+            if fold::is_no_op(&decided, pc) {
+                remove_way(&mut ways, target, Way::Jump(pc));
+            } else {
+                remove_way(&mut ways, pc + 1, Way::FallThrough);
             }
+            ops[pc] = decided;
         }
         let op = ops[pc];
         let class = op.code & 0x07;
@@ -218,8 +259,7 @@ pub(super) unsafe fn prove(ops: &mut [Op], functions: &[usize], regions: &[Regio
             // Conditional jumps, `ja` and `exit` write nothing: the state flows on to the
             // fall-through and, kept here, to a target that only this jump reaches.
             _ if matches!(class, BPF_JMP | BPF_JMP32) && op.code & 0xf0 != BPF_CALL => {
-                let target = usize::try_from(op.off).unwrap_or(usize::MAX);
-                if ways.get(target) == Some(&Way::Jump(pc)) {
+                if jump_target(&op).is_some_and(|t| t > pc) {
                     at_jump.insert(pc, known);
                 }
             }

@@ -49,12 +49,12 @@ pub(super) fn fits_immediate(v: u64) -> bool {
 }
 
 /// Rewrites `op` (a plain ALU or conditional-jump op of register source) to take `value`, the
-/// source register's known value, as its immediate. Only where the immediate form computes the
-/// same thing and the value fits it; returns whether it did.
-pub(super) fn immediate_source(op: &mut Op, value: u64) -> bool {
+/// source register's known value, as its immediate; only where the immediate form computes
+/// the same thing and the value fits it. Other ops are left as they are.
+pub(super) fn immediate_source(op: &mut Op, value: u64) {
     let class = op.code & 0x07;
     if op.code & BPF_X == 0 {
-        return false;
+        return;
     }
     let eligible = match class {
         // Not `neg` or `end` (no register form), nor the decoder's internal operations;
@@ -75,15 +75,33 @@ pub(super) fn immediate_source(op: &mut Op, value: u64) -> bool {
     } else if fits_immediate(value) {
         value
     } else {
-        return false;
+        return;
     };
-    if !eligible {
-        return false;
+    if eligible {
+        op.code &= !BPF_X;
+        op.src = 0;
+        op.imm = imm;
     }
-    op.code &= !BPF_X;
-    op.src = 0;
-    op.imm = imm;
-    true
+}
+
+/// The op that replaces `op`, a conditional jump of immediate source at slot `at` whose
+/// destination register holds `a`: a `ja` to its target when it is always taken, a
+/// [`no_op`] when never; `None` for any other op.
+pub(super) fn decided_jump(op: &Op, at: usize, a: u64) -> Option<Op> {
+    if !is_conditional(op.code) || op.code & BPF_X != 0 {
+        return None;
+    }
+    Some(if taken(op, a) {
+        Op {
+            code: BPF_JMP | BPF_JA,
+            dst: 0,
+            src: 0,
+            imm: 0,
+            ..*op
+        }
+    } else {
+        no_op(at)
+    })
 }
 
 /// Whether `code` is a real conditional jump (of either width).
@@ -107,7 +125,7 @@ pub(super) fn is_conditional(code: u8) -> bool {
 
 /// Whether the conditional jump `op` of immediate source is taken when its destination
 /// register holds `a`.
-pub(super) fn taken(op: &Op, a: u64) -> bool {
+fn taken(op: &Op, a: u64) -> bool {
     let b = op.imm;
     let (ua, ub, sa, sb) = if op.code & 0x07 == BPF_JMP32 {
         let (a, b) = (a as u32, b as u32);
@@ -135,11 +153,12 @@ pub(super) fn taken(op: &Op, a: u64) -> bool {
     }
 }
 
-/// A jump that is never taken, at slot `at`: a `ja` to the next slot, which does nothing but
-/// end the straight-line run (the budget still counts the slot).
+/// A jump that is never taken, at slot `at`: `if r0 & 0 goto +0`. Like the jump it replaces it
+/// does nothing when not taken, and a jump that falls through charges nothing (a `ja` would
+/// end the straight-line run and charge the budget earlier than the program does).
 pub(super) fn no_op(at: usize) -> Op {
     Op {
-        code: BPF_JMP | BPF_JA,
+        code: BPF_JMP | BPF_JSET | BPF_K,
         dst: 0,
         src: 0,
         off: (at + 1) as i32,
@@ -148,7 +167,8 @@ pub(super) fn no_op(at: usize) -> Op {
     }
 }
 
-/// Whether `op`, at slot `at`, is a [`no_op`].
+/// Whether `op`, at slot `at`, is a [`no_op`] (or the same `jset` written by the program,
+/// which skipping is as exact for).
 pub(super) fn is_no_op(op: &Op, at: usize) -> bool {
-    op.code == BPF_JMP | BPF_JA && usize::try_from(op.off).ok() == Some(at + 1)
+    *op == no_op(at)
 }

@@ -2,6 +2,7 @@
 //! callbacks, helper faults and tail-call unwinding. The instruction semantics are covered by
 //! `runtime/tests/conformance.rs`.
 
+use super::decode::flag;
 use super::*;
 use crate::helpers::Helper;
 use crate::object::spec::ProgramType;
@@ -863,6 +864,34 @@ fn proven_program_keeps_its_maps_alive() {
     assert_eq!(std::sync::Arc::strong_count(&bss), 1);
 }
 
+/// A real object's frozen `.rodata` is folded when its program is built for the interpreter:
+/// `xdp_globals` reads its limit, sampling rate and verdict as constants, and its test of the
+/// rate against zero is gone.
+#[test]
+fn real_rodata_is_folded() {
+    use crate::vm::instance::{Engine, SafetyPolicy, Vm, VmOptions};
+    let bytes = userxdp_programs::bytes("xdp_globals").expect("built");
+    let spec = crate::object::parse(&bytes).unwrap();
+    let opts = VmOptions {
+        engine: Engine::Interpreter,
+        safety: SafetyPolicy::Guarded,
+        ..VmOptions::default()
+    };
+    let vm = Vm::new(spec, Some(&bytes), None, opts).unwrap();
+    let ops = &vm.program().decoded.ops;
+    let sets = ops
+        .iter()
+        .filter(|op| op.code == super::decode::code::SET2)
+        .count();
+    assert!(sets >= 2, "{ops:x?}");
+    assert!(
+        ops.iter()
+            .enumerate()
+            .any(|(i, op)| *op == super::fold::no_op(i)),
+        "{ops:x?}"
+    );
+}
+
 /// The codes of `text` after decoding (to see which sequences fused).
 fn decoded_codes(text: &str) -> Vec<u8> {
     prepare(text).decoded.ops.iter().map(|op| op.code).collect()
@@ -1239,7 +1268,7 @@ fn codes_of(ops: &[super::decode::Op]) -> Vec<u8> {
 /// a move of its value, a register of known value becomes an immediate, and a jump on such
 /// values becomes a `ja` or a no-op; with the ops they enable (a constant address and value
 /// set in one op, a remainder by a constant power of two with its test, a jump to `exit`)
-/// everything runs and charges the budget exactly as the plain instructions do.
+/// everything runs, faults and charges the budget as the plain instructions do.
 #[test]
 fn frozen_constants_fold_as_the_verifier_folds_them() {
     use super::decode::code;
@@ -1289,6 +1318,8 @@ fn frozen_constants_fold_as_the_verifier_folds_them() {
     assert_eq!(codes[6], code::SET2, "{codes:x?}");
     assert_eq!(ops[6].src, 4, "the no-op is covered");
     assert_eq!(codes[10], code::UREM64, "{codes:x?}");
+    let urem_flags = flag::UREM_BY_IMM | flag::UREM_SET_SRC | flag::UREM_BRANCH;
+    assert_eq!(ops[10].aux & !0x0f, urem_flags, "{:x?}", ops[10]);
     // The `ja out` before `exit` exits.
     assert_eq!(codes[17], BPF_JMP | BPF_EXIT, "{codes:x?}");
     assert_eq!(codes[21], BPF_JMP | BPF_EXIT, "{codes:x?}");
@@ -1314,6 +1345,26 @@ fn frozen_constants_fold_as_the_verifier_folds_them() {
     assert_eq!(result, Ok(1234 << 32));
     assert_eq!(ops[9].code, BPF_JMP | BPF_JA, "{ops:x?}");
 
+    // A folded jump that falls through charges nothing, as the jump it replaces: the budget
+    // runs out at the same place, here never before the fault of the last load.
+    buf[0..4].copy_from_slice(&4u32.to_le_bytes());
+    let text = format!(
+        "
+        lddw r2, {addr:#x}
+        ldxw r3, [r2+0]
+        mov64 r0, 0
+        jeq r3, 0, out
+        ldxw r0, [r1+0]
+    out:
+        exit"
+    );
+    let (result, ops) = run_both_forms(&text, 0, &mut buf, Constant);
+    assert!(
+        matches!(result, Err(VmError::OutOfBounds { insn: 5, .. })),
+        "{result:?}"
+    );
+    assert_eq!(ops[4], super::fold::no_op(4));
+
     // A value that is no sign-extended immediate stays a load, but is still known; a jump
     // landing between the address and the load leaves the load as it was.
     let text = format!(
@@ -1333,12 +1384,112 @@ fn frozen_constants_fold_as_the_verifier_folds_them() {
     );
     let (result, ops) = run_both_forms(&text, 1234, &mut buf, Constant);
     let codes = codes_of(&ops);
-    assert_eq!(result, Ok(0xffff_fff0));
+    assert_eq!(result, Ok(0xffff_fff4));
     assert_eq!(codes[0] & !0x18, code::LDX_ABS_FIXED, "{codes:x?}");
     assert_eq!(codes[3], BPF_JMP | BPF_JA, "{codes:x?}");
     // After the `jeq` at `big:` (slot 7 is reached two ways) r2 is unknown: the loads stay
     // checked (the two, fused).
     assert_eq!(codes[7], code::LDX2_W, "{codes:x?}");
+}
+
+/// Known values wider than 32 bits become immediates only where the op reads 32 bits (its low
+/// half) or the value fits: 32- and 64-bit ALU ops and jumps, shifts past the width, signed
+/// division, 32-bit moves; a run of never-taken jumps is covered by one op up to its limit.
+#[test]
+fn known_values_become_immediates_in_every_width() {
+    use super::decode::code;
+    use crate::vm::memory::RegionKind::Constant;
+    let mut buf = [0u8; 16];
+    buf[0..8].copy_from_slice(&0x1_0000_0003u64.to_le_bytes());
+    buf[8..16].copy_from_slice(&(-2i64).to_le_bytes());
+    let addr = buf.as_ptr() as u64;
+    let text = format!(
+        "
+        lddw r2, {addr:#x}
+        ldxdw r3, [r2+0]
+        ldxdw r6, [r2+8]
+        mov64 r4, r1
+        add32 r4, r3
+        mov64 r5, r1
+        add64 r5, r3
+        mov64 r7, r1
+        lsh64 r7, r3
+        mov64 r8, r1
+        sdiv64 r8, r6
+        mov32 r9, r3
+        mov64 r0, 0
+        jeq r3, 3, +1
+        add64 r0, 2000
+        jeq32 r3, 3, +1
+        add64 r0, 1000
+        jsgt32 r6, r4, +1
+        add64 r0, 4000
+        add64 r0, r4
+        add64 r0, r5
+        add64 r0, r7
+        add64 r0, r8
+        add64 r0, r9
+        exit"
+    );
+    let (result, ops) = run_both_forms(&text, 100, &mut buf, Constant);
+    let r5 = 100u64 + 0x1_0000_0003;
+    let r8 = (-50i64) as u64;
+    let expected = (2000u64 + 4000 + 103 + r5 + 800 + 3).wrapping_add(r8);
+    assert_eq!(result, Ok(expected));
+    let k = |i: usize| ops[i].code & BPF_X == 0;
+    // 32-bit add: the low half; 64-bit add: the value does not fit, stays a register.
+    assert!(k(5) && ops[5].imm as u32 == 3, "{:x?}", ops[5]);
+    assert!(!k(7), "{:x?}", ops[7]);
+    // The shift takes 0x1_0000_0003 as written (the loop masks it, as the kernel).
+    assert!(!k(9), "{:x?}", ops[9]);
+    // -2 fits: the signed division takes it, keeping its `off` (signed).
+    assert!(
+        k(11) && ops[11].off == 1 && ops[11].imm == (-2i64) as u64,
+        "{:x?}",
+        ops[11]
+    );
+    assert!(
+        k(12) && ops[12].code == crate::vm::insn::BPF_ALU | BPF_MOV | BPF_K,
+        "{:x?}",
+        ops[12]
+    );
+    // Decided: the 64-bit test is not taken, the 32-bit one is. (Folding does not revisit
+    // the ways into a slot: the `add` after a decided `ja` still counts as reaching its
+    // target, which so starts with nothing known.)
+    assert_eq!(ops[14], super::fold::no_op(14));
+    assert_eq!(ops[16].code, BPF_JMP | BPF_JA, "{:x?}", ops[16]);
+
+    // Fourteen never-taken jumps on a constant: one op covers the first twelve (fifteen
+    // slots in all), the next op the rest.
+    let jumps = "jeq r3, 0, out\n".repeat(14);
+    let text = format!("lddw r2, {addr:#x}\nldxw r3, [r2+0]\n{jumps}mov64 r0, r3\nout:\nexit");
+    let (result, ops) = run_both_forms(&text, 0, &mut buf, Constant);
+    assert_eq!(result, Ok(3));
+    assert_eq!((ops[0].code, ops[0].src), (code::SET2, 15), "{:x?}", ops[0]);
+    assert!(
+        (15..17).all(|i| ops[i] == super::fold::no_op(i)),
+        "{:x?}",
+        &ops[15..17]
+    );
+
+    // Code a decided jump skips is dead: the slot after it is reached only by the jump, and
+    // keeps what the jump knew.
+    let text = format!(
+        "
+        lddw r2, {addr:#x}
+        ldxw r3, [r2+0]
+        mov64 r0, 0
+        jeq r3, 3, +1
+        add64 r0, 1
+        jeq r3, 3, +1
+        add64 r0, 2
+        add64 r0, 5
+        exit"
+    );
+    let (result, ops) = run_both_forms(&text, 0, &mut buf, Constant);
+    assert_eq!(result, Ok(5));
+    assert_eq!(ops[4].code, BPF_JMP | BPF_JA, "{:x?}", ops[4]);
+    assert_eq!(ops[6].code, BPF_JMP | BPF_JA, "{:x?}", ops[6]);
 }
 
 /// The ops fused for constant stores, differences and the remainder's test do what their
@@ -1416,13 +1567,17 @@ fn constant_stores_and_differences_match_their_slots() {
                     x == 0
                 };
                 let expected = if taken { 1000 + t } else { x };
-                assert_eq!(
-                    run_with(&text, r1, 100),
-                    Ok(expected),
-                    "{text} with r1 = {r1}"
-                );
+                let (result, _) = run_both_forms(&text, r1, &mut buf, MapValue);
+                assert_eq!(result, Ok(expected), "{text} with r1 = {r1}");
             }
-            assert_eq!(decoded_codes(&text)[2], code::UREM64, "{text}");
+            let op = prepare(&text).decoded.ops[2];
+            assert_eq!(op.code, code::UREM64, "{text}");
+            let zero = if test.starts_with("jeq") {
+                flag::UREM_BRANCH_ZERO
+            } else {
+                0
+            };
+            assert_eq!(op.aux & !0x1f, flag::UREM_BRANCH | zero, "{text}");
         }
     }
 }
