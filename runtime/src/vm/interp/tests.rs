@@ -837,10 +837,8 @@ fn move_and_call_match_their_slots() {
     );
 }
 
-/// A program whose global-data accesses were proven at decoding holds the maps it accesses
-/// without a check: a copy of it outlives its instance, and the storage lives as long.
-#[test]
-fn proven_program_keeps_its_maps_alive() {
+/// `xdp_globals` in an interpreter VM (its maps created, its program decoded with them).
+fn globals_vm() -> crate::vm::instance::Vm {
     use crate::vm::instance::{Engine, SafetyPolicy, Vm, VmOptions};
     let bytes = userxdp_programs::bytes("xdp_globals").expect("built");
     let spec = crate::object::parse(&bytes).unwrap();
@@ -849,7 +847,14 @@ fn proven_program_keeps_its_maps_alive() {
         safety: SafetyPolicy::Guarded,
         ..VmOptions::default()
     };
-    let vm = Vm::new(spec, Some(&bytes), None, opts).unwrap();
+    Vm::new(spec, Some(&bytes), None, opts).unwrap()
+}
+
+/// A program whose global-data accesses were proven at decoding holds the maps it accesses
+/// without a check: a copy of it outlives its instance, and the storage lives as long.
+#[test]
+fn proven_program_keeps_its_maps_alive() {
+    let vm = globals_vm();
     let bss = vm.map(".bss").unwrap().clone();
     let program = vm.program().clone();
     let proven = program.decoded.ops.iter().any(|op| {
@@ -869,15 +874,7 @@ fn proven_program_keeps_its_maps_alive() {
 /// rate against zero is gone.
 #[test]
 fn real_rodata_is_folded() {
-    use crate::vm::instance::{Engine, SafetyPolicy, Vm, VmOptions};
-    let bytes = userxdp_programs::bytes("xdp_globals").expect("built");
-    let spec = crate::object::parse(&bytes).unwrap();
-    let opts = VmOptions {
-        engine: Engine::Interpreter,
-        safety: SafetyPolicy::Guarded,
-        ..VmOptions::default()
-    };
-    let vm = Vm::new(spec, Some(&bytes), None, opts).unwrap();
+    let vm = globals_vm();
     let ops = &vm.program().decoded.ops;
     let sets = ops
         .iter()
