@@ -200,8 +200,9 @@ pub(super) mod code {
     pub const MOVE_SUB: u8 = BPF_JMP | 0xe0 | BPF_X;
 }
 
-/// Flags in the `aux` of [`code::BOUNDS`], [`code::LOOKUP_BRANCH`] and [`code::UREM64`]
-/// (above the 4-bit register field that `BOUNDS` and `UREM64` keep there).
+/// Flags in the `aux` of superinstructions, above the 4-bit register field that most of them
+/// keep there (each flag names the ops it belongs to), and the one value of a real `exit`'s
+/// `aux`.
 pub(super) mod flag {
     /// `BOUNDS`: the jump is `if dst <= aux goto` (the limit check written the other way
     /// round), not `if dst > aux goto`.
@@ -225,7 +226,8 @@ pub(super) mod flag {
     /// `MOVE_SUB`: 64-bit operations (else 32-bit).
     pub const WIDE: u8 = 0x10;
     /// A real `exit` with this `aux` stands for a `ja` to an `exit`: it charges the jump's
-    /// slot too.
+    /// slot too. An `exit`'s `aux` is a count of slots it charges beyond its own (0 or this
+    /// 1), not a set of flags.
     pub const EXIT_AFTER_JA: u8 = 1;
 }
 
@@ -885,7 +887,10 @@ fn fuse(ops: &mut [Op], fixed: &[Region]) {
             }
             continue;
         }
-        if a.code == BPF_JMP | BPF_JA && ops.get(a.off as usize).is_some_and(|t| t.code == EXIT) {
+        // Only to a real `exit`: one already standing for a `ja` (reached backward) would
+        // charge one slot of the chain too few.
+        let to_exit = |t: &Op| t.code == EXIT && t.aux == 0;
+        if a.code == BPF_JMP | BPF_JA && ops.get(a.off as usize).is_some_and(to_exit) {
             // A jump to an `exit` exits, charging the jump's slot too.
             ops[i] = Op {
                 aux: flag::EXIT_AFTER_JA,

@@ -1342,6 +1342,20 @@ fn frozen_constants_fold_as_the_verifier_folds_them() {
     assert_eq!(result, Ok(1234 << 32));
     assert_eq!(ops[9].code, BPF_JMP | BPF_JA, "{ops:x?}");
 
+    // A `ja` to an `exit` exits, charging both; a `ja` back to such a `ja` does not
+    // become one (it would charge one slot of the three too few).
+    let text = "
+        mov64 r0, 7
+        ja +2
+        ja +2
+        exit
+        ja -3
+        exit";
+    let (result, ops) = run_both_forms(text, 0, &mut buf, MapValue);
+    assert_eq!(result, Ok(7));
+    assert_eq!(ops[2].code, BPF_JMP | BPF_EXIT, "{ops:x?}");
+    assert_eq!(ops[4].code, BPF_JMP | BPF_JA, "{ops:x?}");
+
     // A folded jump that falls through charges nothing, as the jump it replaces: the budget
     // runs out at the same place, here never before the fault of the last load.
     buf[0..4].copy_from_slice(&4u32.to_le_bytes());
@@ -1450,9 +1464,7 @@ fn known_values_become_immediates_in_every_width() {
         "{:x?}",
         ops[12]
     );
-    // Decided: the 64-bit test is not taken, the 32-bit one is. (Folding does not revisit
-    // the ways into a slot: the `add` after a decided `ja` still counts as reaching its
-    // target, which so starts with nothing known.)
+    // Decided: the 64-bit test is not taken, the 32-bit one is.
     assert_eq!(ops[14], super::fold::no_op(14));
     assert_eq!(ops[16].code, BPF_JMP | BPF_JA, "{:x?}", ops[16]);
 
