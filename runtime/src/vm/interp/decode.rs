@@ -917,11 +917,16 @@ fn fuse(ops: &mut [Op], fixed: &[Region]) {
     }
 }
 
-/// The value a `mov d, k` leaves in `d` (64-bit, or 32-bit zero-extending), if `op` is one.
-fn moved_constant(op: Op) -> Option<u64> {
+/// The [`flag::SET_NARROW`] bit for `op` if it is a `mov d, k` whose immediate the `SET*` ops
+/// can carry in `off`: 0 for a 64-bit move (sign-extended), the flag for a 32-bit one
+/// (zero-extended from the low half).
+fn constant_move(op: Op) -> Option<u8> {
+    if !super::fold::fits_immediate(op.imm) {
+        return None;
+    }
     match op.code {
-        c if c == BPF_ALU64 | BPF_MOV | BPF_K => Some(op.imm),
-        c if c == BPF_ALU | BPF_MOV | BPF_K => Some(u64::from(op.imm as u32)),
+        c if c == BPF_ALU64 | BPF_MOV | BPF_K => Some(0),
+        c if c == BPF_ALU | BPF_MOV | BPF_K => Some(flag::SET_NARROW),
         _ => None,
     }
 }
@@ -931,12 +936,7 @@ fn moved_constant(op: Op) -> Option<u64> {
 /// at slot `i`.
 fn set2(a: Op, ops: &[Op], i: usize) -> Option<Op> {
     let m = *ops.get(i + 2)?;
-    moved_constant(m)?;
-    // The immediate as the move reads it: all of it, or its low half (zero-extended).
-    let narrow = m.code == BPF_ALU | BPF_MOV | BPF_K;
-    if !super::fold::fits_immediate(m.imm) {
-        return None;
-    }
+    let narrow = constant_move(m)?;
     let mut slots = 3;
     while slots < 15
         && ops
@@ -951,7 +951,7 @@ fn set2(a: Op, ops: &[Op], i: usize) -> Option<Op> {
         src: slots as u8,
         off: m.imm as i32,
         imm: a.imm,
-        aux: a.dst | if narrow { flag::SET_NARROW } else { 0 },
+        aux: a.dst | narrow,
     })
 }
 
@@ -962,7 +962,7 @@ fn set_store_fixed(a: Op, rest: &[Op]) -> Option<Op> {
     let [m, store, ..] = *rest else {
         return None;
     };
-    moved_constant(m)?;
+    let narrow = constant_move(m)?;
     // The store was proven at `imm` = the address plus its offset: at the ld_imm64's value
     // itself when the offset is 0.
     let fits = class_mode(store.code) == code::STX_FIXED
@@ -970,18 +970,14 @@ fn set_store_fixed(a: Op, rest: &[Op]) -> Option<Op> {
         && store.src == m.dst
         && store.off == 0
         && store.imm == a.imm
-        && m.dst != a.dst
-        && super::fold::fits_immediate(m.imm);
-    let narrow = m.code == BPF_ALU | BPF_MOV | BPF_K;
+        && m.dst != a.dst;
     fits.then_some(Op {
         code: code::SET_STORE_FIXED,
         dst: m.dst,
         src: 0,
         off: m.imm as i32,
         imm: a.imm,
-        aux: a.dst
-            | if narrow { flag::SET_NARROW } else { 0 }
-            | (size(store.code) >> 3) << flag::STORE_SIZE_SHIFT,
+        aux: a.dst | narrow | (size(store.code) >> 3) << flag::STORE_SIZE_SHIFT,
     })
 }
 

@@ -120,6 +120,17 @@ struct Frame {
     fp: u64,
 }
 
+/// The constant a `SET2` or `SET_STORE_FIXED` op moves: its `off`, zero-extended from 32 bits
+/// with [`flag::SET_NARROW`] (a `mov32`), else sign-extended (a `mov64`).
+#[inline(always)]
+fn set_constant(op: &Op) -> u64 {
+    if op.aux & flag::SET_NARROW != 0 {
+        u64::from(op.off as u32)
+    } else {
+        op.off as i64 as u64
+    }
+}
+
 /// The r10 of frame `d` (0 = outermost).
 #[inline(always)]
 fn frame_top(stack_top: u64, d: usize) -> u64 {
@@ -979,20 +990,12 @@ unsafe fn dispatch(
             }
             SET2 => {
                 reg[usize::from(op.aux & 0x0f)] = k64!();
-                reg[dst!()] = if op.aux & flag::SET_NARROW != 0 {
-                    u64::from(op.off as u32)
-                } else {
-                    op.off as i64 as u64
-                };
+                reg[dst!()] = set_constant(op);
                 pc = cur + src!();
             }
             SET_STORE_FIXED => {
                 reg[usize::from(op.aux & 0x0f)] = k64!();
-                let v = if op.aux & flag::SET_NARROW != 0 {
-                    u64::from(op.off as u32)
-                } else {
-                    op.off as i64 as u64
-                };
+                let v = set_constant(op);
                 reg[dst!()] = v;
                 match (op.aux >> flag::STORE_SIZE_SHIFT) & 3 {
                     0 => store_fixed!(u32, k64!(), v as u32),

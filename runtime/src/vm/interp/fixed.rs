@@ -22,10 +22,10 @@
 //! the state is the one the jump saw). Slots reached several ways, function entries, return
 //! addresses and backward-jump targets start with nothing known. A way is dropped only when
 //! it is never taken: the side of a decided jump it does not take, and the ways out of a slot
-//! left with no way in (entries are never dropped, so such a slot is dead). The region outlives the
-//! program: the maps whose storage the regions are own the program's relocated addresses too
-//! (the JIT embeds the same addresses), and a program only ever runs with its own maps. And a
-//! constant region never changes: a frozen map refuses every user write, and its region is
+//! left with no way in (entries are never dropped, so such a slot is dead). The region
+//! outlives the program: the maps whose storage the regions are own the program's relocated
+//! addresses too (the JIT embeds the same addresses), and a program only ever runs with its
+//! own maps. And a constant region never changes: a frozen map refuses every user write, and its region is
 //! not writable by programs (loads, stores and helpers all check the permission).
 
 use super::decode::code;
@@ -59,6 +59,15 @@ fn fall_through(op: &Op, pc: usize) -> Option<usize> {
         None
     } else {
         Some(pc + 1)
+    }
+}
+
+/// The slot after `op` at `pc` in program order (past both slots of an `ld_imm64`).
+fn next_slot(op: &Op, pc: usize) -> usize {
+    pc + if op.code == BPF_LD | BPF_IMM | BPF_DW {
+        2
+    } else {
+        1
     }
 }
 
@@ -109,9 +118,7 @@ fn ways_in(ops: &[Op], functions: &[usize]) -> Vec<Vec<Way>> {
             };
             add(&mut ways, target, way);
         }
-        pc = fall_through(op, pc)
-            .filter(|&f| f > pc + 1)
-            .unwrap_or(pc + 1);
+        pc = next_slot(op, pc);
     }
     ways
 }
@@ -152,9 +159,6 @@ pub(super) unsafe fn prove(ops: &mut [Op], functions: &[usize], regions: &[Regio
             [Way::Jump(from)] => at_jump.remove(from).unwrap_or([None; 16]),
             _ => [None; 16],
         };
-        let next = fall_through(&ops[pc], pc)
-            .filter(|&f| f > pc + 1)
-            .unwrap_or(pc + 1);
         if ways[pc].is_empty() {
             // Dead code (or the program's decisions made it so): its ways out are not ways
             // in for the slots they reach.
@@ -164,7 +168,7 @@ pub(super) unsafe fn prove(ops: &mut [Op], functions: &[usize], regions: &[Regio
             if let Some(t) = jump_target(&ops[pc]) {
                 remove_way(&mut ways, t, Way::Jump(pc));
             }
-            pc = next;
+            pc = next_slot(&ops[pc], pc);
             continue;
         }
         let (dst, src) = (
