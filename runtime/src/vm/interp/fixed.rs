@@ -49,17 +49,10 @@ enum Way {
 
 /// The slot control goes to from `op` at `pc` when it does not jump, if it can.
 fn fall_through(op: &Op, pc: usize) -> Option<usize> {
-    let class = op.code & 0x07;
-    let is_jump_class = matches!(class, BPF_JMP | BPF_JMP32);
-    if op.code == BPF_LD | BPF_IMM | BPF_DW {
-        Some(pc + 2)
-    } else if (is_jump_class && matches!(op.code & 0xf0, BPF_EXIT | BPF_JA))
-        || op.code == code::FAULT
-    {
-        None
-    } else {
-        Some(pc + 1)
-    }
+    let is_jump_class = matches!(op.code & 0x07, BPF_JMP | BPF_JMP32);
+    let ends =
+        (is_jump_class && matches!(op.code & 0xf0, BPF_EXIT | BPF_JA)) || op.code == code::FAULT;
+    (!ends).then(|| next_slot(op, pc))
 }
 
 /// The slot after `op` at `pc` in program order (past both slots of an `ld_imm64`).
@@ -77,7 +70,7 @@ fn is_call(op: &Op) -> bool {
         || (matches!(op.code & 0x07, BPF_JMP | BPF_JMP32) && op.code & 0xf0 == BPF_CALL)
 }
 
-/// The slot `op` at `pc` jumps to, if it is a jump (conditional or `ja`; not a call or exit).
+/// The slot `op` jumps to, if it is a jump (conditional or `ja`; not a call or exit).
 fn jump_target(op: &Op) -> Option<usize> {
     let is_jump_class = matches!(op.code & 0x07, BPF_JMP | BPF_JMP32);
     (is_jump_class && !is_call(op) && op.code & 0xf0 != BPF_EXIT)
