@@ -181,6 +181,16 @@ pub(super) mod code {
     pub const LDX2_W: u8 = BPF_JMP | 0xf0;
     /// As [`LDX2_W`] with two 8-byte loads. JMP operation `0xf0`, register form.
     pub const LDX2_DW: u8 = BPF_JMP | 0xf0 | BPF_X;
+    /// `dst = *(size *)(src + off)` where decoding proved that `src` holds the pointer the
+    /// run started with in r1 (the context) and `[off, off + size)` lies inside
+    /// [`Decoded::ctx_extent`](super::Decoded) ([`super::fixed`]): read directly when the run
+    /// finds its r1 and that extent inside its context region, else checked as any load.
+    /// Sizes in `BPF_SIZE` order; LDX codes of cBPF's ABS mode, which decoding never lets
+    /// through.
+    pub const LDX_CTX: u8 = BPF_LDX | 0x20;
+    /// Two [`LDX_CTX`] loads of 4 bytes in a row, encoded as [`LDX2_W`] (`data` and
+    /// `data_end`). The LDX code of cBPF's IND mode.
+    pub const LDX2_CTX_W: u8 = BPF_LDX | 0x40 | BPF_W;
     /// `aux & 0xf = imm (ld_imm64); dst = off` (sign-extended, or zero-extended from 32 bits
     /// with [`SET_NARROW`](super::flag::SET_NARROW)): an address and a constant read through
     /// it ([`super::fold`]), then the no-ops that follow (jumps on that constant that are
@@ -263,6 +273,9 @@ pub(crate) struct Decoded {
     pub(super) helpers: Box<[&'static Helper]>,
     /// Errors raised by [`FAULT`] ops, indexed by their `imm`.
     pub(super) faults: Box<[VmError]>,
+    /// How many bytes from the run's initial r1 the [`code::LDX_CTX`] ops read, at most
+    /// (0: there are none).
+    pub(super) ctx_extent: u64,
     /// The maps whose storage the `*_FIXED` ops access without a check, held so that the
     /// storage lives as long as this form of the program, wherever it is run. Never read.
     _owners: Box<[Arc<dyn Map>]>,
@@ -296,10 +309,11 @@ fn in_frame(off: i16, size: usize) -> bool {
 }
 
 impl Decoded {
-    /// Decodes `insns`. Never fails: what cannot run becomes a fault op.
+    /// Decodes `insns`, superinstructions fused but nothing proven (see
+    /// [`Decoded::with_fixed`]). Never fails: what cannot run becomes a fault op.
     pub fn new(insns: &[Insn]) -> Decoded {
-        // SAFETY: no fixed regions: nothing is proven.
-        unsafe { Decoded::with_fixed(insns, &[], &[], Box::new([])) }
+        // SAFETY: no fixed regions, and nothing is proven.
+        unsafe { Decoded::decode(insns, &[], &[], Box::new([]), false) }
     }
 
     /// Decodes `insns` whose function entries are `functions`, proving loads and stores
@@ -316,6 +330,22 @@ impl Decoded {
         functions: &[usize],
         fixed: &[Region],
         owners: Box<[Arc<dyn Map>]>,
+    ) -> Decoded {
+        // SAFETY: forwarded contract.
+        unsafe { Decoded::decode(insns, functions, fixed, owners, true) }
+    }
+
+    /// [`Decoded::with_fixed`], with what `prove` runs ([`super::fixed::prove`]: accesses
+    /// through constant addresses and the context, constant folding) or not.
+    ///
+    /// # Safety
+    /// As [`Decoded::with_fixed`].
+    unsafe fn decode(
+        insns: &[Insn],
+        functions: &[usize],
+        fixed: &[Region],
+        owners: Box<[Arc<dyn Map>]>,
+        prove: bool,
     ) -> Decoded {
         let mut d = Decoder {
             ops: Vec::with_capacity(insns.len() + 1),
@@ -355,9 +385,12 @@ impl Decoded {
         let plain = super::tests::PLAIN_DECODING.with(|p| p.get());
         #[cfg(not(test))]
         let plain = false;
+        let mut ctx_extent = 0;
         if !plain {
-            // SAFETY: the regions are valid memory (contract).
-            unsafe { super::fixed::prove(&mut d.ops, functions, fixed) };
+            if prove {
+                // SAFETY: the regions are valid memory (contract).
+                ctx_extent = unsafe { super::fixed::prove(&mut d.ops, functions, fixed) };
+            }
             fuse(&mut d.ops, fixed);
             fuse_lookup_inc(&mut d.ops);
         }
@@ -365,6 +398,7 @@ impl Decoded {
             ops: d.ops.into_boxed_slice(),
             helpers: d.helpers.into_boxed_slice(),
             faults: d.faults.into_boxed_slice(),
+            ctx_extent,
             _owners: owners,
         }
     }
@@ -1080,6 +1114,7 @@ fn load_pair(a: Op, b: Op, c: Option<Op>, d: Option<Op>) -> Option<Op> {
     let code = match (a.code, b.code) {
         (x, y) if x == y && x == BPF_LDX | BPF_MEM | BPF_W => code::LDX2_W,
         (x, y) if x == y && x == BPF_LDX | BPF_MEM | BPF_DW => code::LDX2_DW,
+        (x, y) if x == y && x == code::LDX_CTX | BPF_W => code::LDX2_CTX_W,
         _ => return None,
     };
     if inc_mem(b, c?, d).is_some() {

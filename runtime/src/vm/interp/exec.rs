@@ -97,6 +97,8 @@ opcodes! {
     INC_FIXED_W = INC_FIXED | BPF_W;         INC_FIXED_DW = INC_FIXED | BPF_DW;
     COPY_W = COPY_MEM | BPF_W;               COPY_H = COPY_MEM | BPF_H;
     COPY_B = COPY_MEM | BPF_B;               COPY_DW = COPY_MEM | BPF_DW;
+    LDX_CTX_B = LDX_CTX | BPF_B;             LDX_CTX_H = LDX_CTX | BPF_H;
+    LDX_CTX_W = LDX_CTX | BPF_W;             LDX_CTX_DW = LDX_CTX | BPF_DW;
 }
 
 // Atomic operation selectors (the `imm` of BPF_ATOMIC).
@@ -268,8 +270,21 @@ unsafe fn dispatch(
             (MAX_CALL_FRAMES * STACK_SIZE) as u64,
         )
     };
+    // Whether the `LDX_CTX` ops may read directly: this run started at slot 0 (where the
+    // decoder's knowledge of r1 begins) with r1 and the extent they read inside the context
+    // region. Taken again whenever the windows are (after helper calls).
+    let ctx_covered = |windows: &Windows| {
+        entry == 0 && decoded.ctx_extent != 0 && windows.context_covers(args[0], decoded.ctx_extent)
+    };
+    let mut ctx_ok = ctx_covered(&windows);
     let mut known = KnownHandle::default();
-    let mut pc = entry;
+    // The op to run next, as a pointer rather than a slot number: the fetch is then one load
+    // (a slot number costs a shift and an add on every dispatch, ops being 16 bytes). Slot
+    // numbers (`cur`, jump targets, `block`) are computed where a transfer or a fault needs
+    // them.
+    let base = ops.as_ptr();
+    // SAFETY: `entry < ops.len()` (checked above).
+    let mut ip = unsafe { base.add(entry) };
     // First slot of the straight-line run being executed. The budget is charged at every
     // taken jump, call and exit, for the slots since this one (all run exactly once in
     // between; a jump that falls through continues the run, and every loop takes a jump):
@@ -278,14 +293,35 @@ unsafe fn dispatch(
     let mut block = entry;
 
     loop {
-        // SAFETY: `pc` is in bounds: the entry was checked above, and every op leaves `pc` at a
-        // decoded jump target, a return address (a call's slot + 1) or the slot after itself
-        // (ld_imm64 after its second slot, a superinstruction after the last slot of its
-        // sequence, up to + 15: never past the end, the slots exist), all at most
+        // SAFETY: `ip` points into `ops`: the entry was checked above, and every op leaves
+        // `ip` at a decoded jump target, a return address (a call's slot + 1) or the slot
+        // after itself (ld_imm64 after its second slot, a superinstruction after the last slot
+        // of its sequence, up to + 15: never past the end, the slots exist), all at most
         // `ops.len() - 1`, the sentinel, which returns.
-        let op: &Op = unsafe { ops.get_unchecked(pc) };
-        let cur = pc;
-        pc += 1;
+        let op: &Op = unsafe { &*ip };
+        let here = ip;
+        // SAFETY: as above; at worst one past the sentinel, which is never read.
+        ip = unsafe { ip.add(1) };
+        // This op's slot number, computed only where a transfer or a fault uses it (bound
+        // once here, the compiler would compute it on every dispatch).
+        macro_rules! cur {
+            () => {{
+                // Also expanded inside `unsafe` blocks.
+                #[allow(unused_unsafe)]
+                // SAFETY: `here` and `base` point into the same slice.
+                let slot = unsafe { here.offset_from(base) } as usize;
+                slot
+            }};
+        }
+        // Continues at the slot `$n` after this op's own (a superinstruction's successor).
+        macro_rules! resume {
+            ($n:expr) => {{
+                let n: usize = $n;
+                // SAFETY: the decoder fused only sequences whose slots all exist, and the
+                // slot after the last is at most the sentinel's (see the fetch above).
+                ip = unsafe { here.add(n) };
+            }};
+        }
         // Operand fields are read where an arm uses them, not up front: read here, every
         // dispatch would load and mask all of them (most ops need two or three).
         macro_rules! dst {
@@ -327,8 +363,11 @@ unsafe fn dispatch(
         macro_rules! transfer {
             ($last:expr, $next:expr) => {{
                 charge!($last);
-                pc = $next;
-                block = pc;
+                let next: usize = $next;
+                // SAFETY: every transfer's target is a decoded jump target or return address,
+                // inside `ops` (see the loop's fetch).
+                ip = unsafe { base.add(next) };
+                block = next;
             }};
         }
         // Effective address of a memory access based on `base`.
@@ -356,7 +395,7 @@ unsafe fn dispatch(
         macro_rules! jump {
             ($cond:expr) => {
                 if $cond {
-                    transfer!(cur, op.off as usize)
+                    transfer!(cur!(), op.off as usize)
                 }
             };
         }
@@ -377,12 +416,12 @@ unsafe fn dispatch(
         }
         macro_rules! load {
             ($t:ty, $addr:expr) => {
-                load_at!($t, $addr, cur)
+                load_at!($t, $addr, cur!())
             };
         }
         macro_rules! store {
             ($t:ty, $addr:expr, $v:expr) => {
-                store_at!($t, $addr, $v, cur)
+                store_at!($t, $addr, $v, cur!())
             };
         }
         macro_rules! load_stack {
@@ -392,6 +431,22 @@ unsafe fn dispatch(
                 // frame top this loop set: inside the interpreter's stack, which holds
                 // `MAX_CALL_FRAMES` frames and is live for the whole run.
                 unsafe { std::ptr::read_unaligned(ea(reg[10]) as usize as *const $t) }
+            }};
+        }
+        // A load through the run's initial r1 that decoding proved inside `ctx_extent`
+        // (`LDX_CTX`), at `$off` from `$base`; checked when `ctx_ok` does not hold.
+        macro_rules! load_ctx {
+            ($t:ty, $base:expr, $off:expr, $at:expr) => {{
+                let addr = $base.wrapping_add($off as i64 as u64);
+                if ctx_ok {
+                    // SAFETY: decoding proved that `$base` holds the run's initial r1 and that
+                    // `[$off, $off + size)` lies inside `[0, ctx_extent)`; `ctx_ok` says that
+                    // `[r1, r1 + ctx_extent)` lies inside the context region, which stays
+                    // mapped for the whole run.
+                    unsafe { std::ptr::read_unaligned(addr as usize as *const $t) }
+                } else {
+                    load_at!($t, addr, $at)
+                }
             }};
         }
         // `x` shifted left when `left`, else logically right, by `n` masked to the width (as
@@ -405,7 +460,7 @@ unsafe fn dispatch(
                 }
             };
         }
-        // A local call from slot `at` to `op.off`, returning to `pc`.
+        // A local call from slot `at` to `op.off`, returning to the slot after `at`.
         macro_rules! call {
             ($at:expr) => {{
                 if depth + nframes + 1 >= MAX_CALL_FRAMES {
@@ -415,7 +470,7 @@ unsafe fn dispatch(
                     }));
                 }
                 frames[nframes] = MaybeUninit::new(Frame {
-                    ret: pc,
+                    ret: $at + 1,
                     saved: [reg[6], reg[7], reg[8], reg[9]],
                     fp: reg[10],
                 });
@@ -512,13 +567,21 @@ unsafe fn dispatch(
             SUB64_X => alu64!(x64!(), |a, b| a.wrapping_sub(b)),
             MUL64_K => alu64!(k64!(), |a, b| a.wrapping_mul(b)),
             MUL64_X => alu64!(x64!(), |a, b| a.wrapping_mul(b)),
-            DIV64_K => alu64!(k64!(), |a, b| if signed!() { sdiv64(a, b) } else { udiv64(a, b) }),
+            DIV64_K => alu64!(k64!(), |a, b| if signed!() {
+                sdiv64(a, b)
+            } else {
+                udiv64(a, b)
+            }),
             DIV64_X => alu64!(x64!(), |a, b| if signed!() {
                 sdiv64(a, b)
             } else {
                 udiv64(a, b)
             }),
-            MOD64_K => alu64!(k64!(), |a, b| if signed!() { smod64(a, b) } else { umod64(a, b) }),
+            MOD64_K => alu64!(k64!(), |a, b| if signed!() {
+                smod64(a, b)
+            } else {
+                umod64(a, b)
+            }),
             MOD64_X => alu64!(x64!(), |a, b| if signed!() {
                 smod64(a, b)
             } else {
@@ -565,13 +628,21 @@ unsafe fn dispatch(
             SUB32_X => alu32!(x32!(), |a, b| a.wrapping_sub(b)),
             MUL32_K => alu32!(k32!(), |a, b| a.wrapping_mul(b)),
             MUL32_X => alu32!(x32!(), |a, b| a.wrapping_mul(b)),
-            DIV32_K => alu32!(k32!(), |a, b| if signed!() { sdiv32(a, b) } else { udiv32(a, b) }),
+            DIV32_K => alu32!(k32!(), |a, b| if signed!() {
+                sdiv32(a, b)
+            } else {
+                udiv32(a, b)
+            }),
             DIV32_X => alu32!(x32!(), |a, b| if signed!() {
                 sdiv32(a, b)
             } else {
                 udiv32(a, b)
             }),
-            MOD32_K => alu32!(k32!(), |a, b| if signed!() { smod32(a, b) } else { umod32(a, b) }),
+            MOD32_K => alu32!(k32!(), |a, b| if signed!() {
+                smod32(a, b)
+            } else {
+                umod32(a, b)
+            }),
             MOD32_X => alu32!(x32!(), |a, b| if signed!() {
                 smod32(a, b)
             } else {
@@ -617,7 +688,7 @@ unsafe fn dispatch(
             }
 
             // ---- JMP (`off` is the absolute target; JA32 was decoded to JA) ----
-            JA => transfer!(cur, op.off as usize),
+            JA => transfer!(cur!(), op.off as usize),
             JEQ_K => jump!(a64!() == k64!()),
             JEQ_X => jump!(a64!() == x64!()),
             JGT_K => jump!(a64!() > k64!()),
@@ -666,24 +737,27 @@ unsafe fn dispatch(
             JSLE32_X => jump!((a32!() as i32) <= (x32!() as i32)),
 
             // ---- calls ----
-            CALL_LOOKUP
-                // SAFETY: `env` is live and not borrowed elsewhere (contract); `windows` is
-                // current (as for loads).
-                if let Some(r0) = unsafe {
-                    inline::map_lookup(env, &mut windows, &mut known, reg[1], reg[2])
-                } =>
-            {
-                reg[0] = r0;
-            }
             CALL | CALL_LOOKUP => {
+                // An array or hash lookup runs inline; any other map's runs the helper.
+                if op.code == CALL_LOOKUP {
+                    // SAFETY: `env` is live and not borrowed elsewhere (contract); `windows`
+                    // is current (as for loads).
+                    let inlined = unsafe {
+                        inline::map_lookup(env, &mut windows, &mut known, reg[1], reg[2])
+                    };
+                    if let Some(r0) = inlined {
+                        reg[0] = r0;
+                        continue;
+                    }
+                }
                 let helper = decoded.helpers[op.imm as usize];
                 // Charged before the call: a callback run by the helper spends the rest.
-                transfer!(cur, pc);
+                transfer!(cur!(), cur!() + 1);
                 // SAFETY: `m` is live (contract). Publish where a callback's frame goes and
                 // the budget left, since the helper may re-enter through `env.callback`.
                 unsafe {
                     (*m).depth = depth + nframes + 1;
-                    (*m).call_pc = cur;
+                    (*m).call_pc = cur!();
                     (*m).remaining = *remaining;
                 }
                 // SAFETY: helpers take r1..r5 and the live environment pointer; no
@@ -693,12 +767,13 @@ unsafe fn dispatch(
                 // packet): every window is stale.
                 // SAFETY: `env` is live and the helper has returned.
                 unsafe { windows.clear(env) };
+                ctx_ok = ctx_covered(&windows);
                 // SAFETY: `m` and `env` are live; the helper has returned, so no one else
                 // uses them now.
                 unsafe {
                     *remaining = (*m).remaining;
                     if (*env).fault_flag != 0 {
-                        return Err(Box::new((*env).take_fault(cur)));
+                        return Err(Box::new((*env).take_fault(cur!())));
                     }
                     if (*env).tail_call_pending != 0 {
                         // In the main function the run unwinds to the dispatcher. In a
@@ -710,24 +785,29 @@ unsafe fn dispatch(
                         };
                         reg[0] = hook(env)?;
                         windows.clear(env);
+                        ctx_ok = ctx_covered(&windows);
                         if nframes == 0 {
                             // A callback function: its caller is the helper.
                             return Ok(reg[0]);
                         }
-                        pc = pop_frame!();
-                        block = pc;
+                        let ret = pop_frame!();
+                        ip = base.add(ret);
+                        block = ret;
                     }
                 }
             }
-            LOCAL_CALL => call!(cur),
+            LOCAL_CALL => call!(cur!()),
             MOV_CALL => {
-                reg[dst!()] = if op.aux != 0 { u64::from(x32!()) } else { x64!() };
-                pc += 1;
-                call!(cur + 1)
+                reg[dst!()] = if op.aux != 0 {
+                    u64::from(x32!())
+                } else {
+                    x64!()
+                };
+                call!(cur!() + 1)
             }
             EXIT => {
                 // A `ja` to an `exit` charges its own slot too (`flag::EXIT_AFTER_JA`, 1).
-                let last = cur + usize::from(op.aux);
+                let last = cur!() + usize::from(op.aux);
                 if nframes == 0 {
                     charge!(last);
                     return Ok(reg[0]);
@@ -739,7 +819,7 @@ unsafe fn dispatch(
             // ---- loads and stores ----
             LD_IMM64 => {
                 reg[dst!()] = k64!();
-                pc += 1;
+                resume!(2);
             }
             LDX_B => reg[dst!()] = u64::from(load!(u8, ea(x64!()))),
             LDX_H => reg[dst!()] = u64::from(load!(u16, ea(x64!()))),
@@ -794,7 +874,7 @@ unsafe fn dispatch(
                     reg[dst!()] = u64::from(v);
                     store_fixed!(u32, k64!(), v);
                 }
-                pc += 4;
+                resume!(5);
             }
             SHIFT_OR32 => {
                 let x = x32!();
@@ -802,7 +882,7 @@ unsafe fn dispatch(
                 let u = shifted!(x, op.aux & 2 != 0, op.off as u32);
                 reg[src!()] = u64::from(u);
                 reg[dst!()] = u64::from(t | u);
-                pc += 3;
+                resume!(4);
             }
             SHIFT_OR64 => {
                 let x = x64!();
@@ -810,7 +890,7 @@ unsafe fn dispatch(
                 let u = shifted!(x, op.aux & 2 != 0, op.off as u32);
                 reg[src!()] = u;
                 reg[dst!()] = t | u;
-                pc += 3;
+                resume!(4);
             }
             LDX_FIXED_B => reg[dst!()] = u64::from(load_fixed!(u8, k64!())),
             LDX_FIXED_H => reg[dst!()] = u64::from(load_fixed!(u16, k64!())),
@@ -827,7 +907,7 @@ unsafe fn dispatch(
             ATOMIC_DW => {
                 let x = x64!();
                 // SAFETY: see the memory arms above.
-                let cell = unsafe { mem::atomic64(&mut windows, env, cur, ea(a64!())) }?;
+                let cell = unsafe { mem::atomic64(&mut windows, env, cur!(), ea(a64!())) }?;
                 // The decoder turned every other operation into a fault.
                 match op.imm as i32 {
                     AT_ADD => _ = cell.fetch_add(x, ORDER),
@@ -849,7 +929,7 @@ unsafe fn dispatch(
             ATOMIC_W => {
                 let x = x32!();
                 // SAFETY: see the memory arms above.
-                let cell = unsafe { mem::atomic32(&mut windows, env, cur, ea(a64!())) }?;
+                let cell = unsafe { mem::atomic32(&mut windows, env, cur!(), ea(a64!())) }?;
                 match op.imm as i32 {
                     AT_ADD => _ = cell.fetch_add(x, ORDER),
                     AT_OR => _ = cell.fetch_or(x, ORDER),
@@ -874,7 +954,7 @@ unsafe fn dispatch(
             // ---- superinstructions (their slots are charged by distance, as any run) ----
             ADDR => {
                 reg[dst!()] = x64!().wrapping_add(k64!());
-                pc += 1;
+                resume!(2);
             }
             BOUNDS => {
                 let v = x64!().wrapping_add(k64!());
@@ -883,54 +963,69 @@ unsafe fn dispatch(
                 let end = reg[usize::from(op.aux & 0x0f)];
                 // `v > end`, or its negation for a check written `if v <= end goto`.
                 if (v > end) != (op.aux & flag::BOUNDS_LE != 0) {
-                    transfer!(cur + 2, op.off as usize)
+                    transfer!(cur!() + 2, op.off as usize)
                 } else {
-                    pc = cur + 3;
+                    resume!(3);
                 }
             }
             KEY_ADDR => {
-                reg[dst!()] = if op.aux & 1 != 0 { u64::from(k32!()) } else { k64!() };
+                reg[dst!()] = if op.aux & 1 != 0 {
+                    u64::from(k32!())
+                } else {
+                    k64!()
+                };
                 if op.aux & 2 == 0 {
                     store_stack!(u32, reg[dst!()] as u32);
                 } else {
                     store_stack!(u64, reg[dst!()]);
                 }
                 reg[src!()] = ea(reg[usize::from(FRAME_REG)]);
-                pc = cur + 4;
+                resume!(4);
             }
             BYTES16_HI => {
                 let (low, base) = (usize::from(op.aux & 0x0f), usize::from(op.aux >> 4));
                 reg[dst!()] = u64::from(load!(u8, ea(x64!())));
                 reg[dst!()] = u64::from((reg[dst!()] as u32) << 8);
-                reg[low] = u64::from(load_at!(u8, reg[base].wrapping_add(k64!()), cur + 2));
+                reg[low] = u64::from(load_at!(u8, reg[base].wrapping_add(k64!()), cur!() + 2));
                 reg[dst!()] = u64::from(reg[dst!()] as u32 | reg[low] as u32);
-                pc = cur + 4;
+                resume!(4);
             }
             BYTES16_LO => {
                 let (high, base) = (usize::from(op.aux & 0x0f), usize::from(op.aux >> 4));
                 reg[dst!()] = u64::from(load!(u8, ea(x64!())));
-                reg[high] = u64::from(load_at!(u8, reg[base].wrapping_add(k64!()), cur + 1));
+                reg[high] = u64::from(load_at!(u8, reg[base].wrapping_add(k64!()), cur!() + 1));
                 // Shift, then or, as two steps: `high` may be `dst` (the or then reads the
                 // shifted value, as the slots do).
                 reg[high] = u64::from((reg[high] as u32) << 8);
                 reg[high] = u64::from(reg[high] as u32 | reg[dst!()] as u32);
-                pc = cur + 4;
+                resume!(4);
+            }
+            LDX_CTX_B => reg[dst!()] = u64::from(load_ctx!(u8, x64!(), op.off, cur!())),
+            LDX_CTX_H => reg[dst!()] = u64::from(load_ctx!(u16, x64!(), op.off, cur!())),
+            LDX_CTX_W => reg[dst!()] = u64::from(load_ctx!(u32, x64!(), op.off, cur!())),
+            LDX_CTX_DW => reg[dst!()] = load_ctx!(u64, x64!(), op.off, cur!()),
+            LDX2_CTX_W => {
+                reg[dst!()] = u64::from(load_ctx!(u32, x64!(), op.off, cur!()));
+                let second = reg[usize::from(op.aux >> 4)];
+                reg[usize::from(op.aux & 0x0f)] =
+                    u64::from(load_ctx!(u32, second, op.imm, cur!() + 1));
+                resume!(2);
             }
             LDX2_W => {
                 reg[dst!()] = u64::from(load!(u32, ea(x64!())));
                 let second = reg[usize::from(op.aux >> 4)].wrapping_add(k64!());
-                reg[usize::from(op.aux & 0x0f)] = u64::from(load_at!(u32, second, cur + 1));
-                pc = cur + 2;
+                reg[usize::from(op.aux & 0x0f)] = u64::from(load_at!(u32, second, cur!() + 1));
+                resume!(2);
             }
             LDX2_DW => {
                 reg[dst!()] = load!(u64, ea(x64!()));
                 let second = reg[usize::from(op.aux >> 4)].wrapping_add(k64!());
-                reg[usize::from(op.aux & 0x0f)] = load_at!(u64, second, cur + 1);
-                pc = cur + 2;
+                reg[usize::from(op.aux & 0x0f)] = load_at!(u64, second, cur!() + 1);
+                resume!(2);
             }
             COPY_W | COPY_H | COPY_B | COPY_DW => {
                 let from = ea(x64!());
-                let at = cur + 1;
+                let at = cur!() + 1;
                 let to = |reg: &[u64; 16]| reg[usize::from(op.aux & 0x0f)].wrapping_add(k64!());
                 match op.code {
                     COPY_B => {
@@ -950,7 +1045,7 @@ unsafe fn dispatch(
                         store_at!(u64, to(&reg), reg[dst!()], at);
                     }
                 }
-                pc = cur + 2;
+                resume!(2);
             }
             UREM64 => {
                 let t = usize::from(op.aux & 0x0f);
@@ -979,19 +1074,19 @@ unsafe fn dispatch(
                 }
                 // Read after the write: `t` may be `dst`.
                 reg[dst!()] = reg[dst!()].wrapping_sub(reg[t]);
-                let last = cur + lead + 3;
+                let last = cur!() + lead + 3;
                 if op.aux & flag::UREM_BRANCH == 0 {
-                    pc = last + 1;
+                    resume!(lead + 4);
                 } else if (reg[dst!()] == 0) == (op.aux & flag::UREM_BRANCH_ZERO != 0) {
                     transfer!(last + 1, op.off as usize);
                 } else {
-                    pc = last + 2;
+                    resume!(lead + 5);
                 }
             }
             SET2 => {
                 reg[usize::from(op.aux & 0x0f)] = k64!();
                 reg[dst!()] = set_constant(op);
-                pc = cur + src!();
+                resume!(src!());
             }
             SET_STORE_FIXED => {
                 reg[usize::from(op.aux & 0x0f)] = k64!();
@@ -1003,7 +1098,7 @@ unsafe fn dispatch(
                     2 => store_fixed!(u8, k64!(), v as u8),
                     _ => store_fixed!(u64, k64!(), v),
                 }
-                pc = cur + 4;
+                resume!(4);
             }
             MOVE_SUB => {
                 let t = usize::from(op.aux & 0x0f);
@@ -1014,16 +1109,20 @@ unsafe fn dispatch(
                     reg[dst!()] = u64::from(x32!());
                     reg[dst!()] = u64::from((reg[dst!()] as u32).wrapping_sub(reg[t] as u32));
                 }
-                pc = cur + 2;
+                resume!(2);
             }
             SET_STACK_W | SET_STACK_DW => {
-                reg[dst!()] = if op.aux == 1 { u64::from(k32!()) } else { k64!() };
+                reg[dst!()] = if op.aux == 1 {
+                    u64::from(k32!())
+                } else {
+                    k64!()
+                };
                 if op.code == SET_STACK_W {
                     store_stack!(u32, k32!());
                 } else {
                     store_stack!(u64, reg[dst!()]);
                 }
-                pc += 1;
+                resume!(2);
             }
             // An ld_imm64 and the access through it (three slots).
             LDX_ABS_W | LDX_ABS_H | LDX_ABS_B | LDX_ABS_DW | STX_ABS_W | STX_ABS_H | STX_ABS_B
@@ -1032,7 +1131,7 @@ unsafe fn dispatch(
                 let addr = ea(k64!());
                 // `src` of a fused load is the address register, `dst` its destination; of a
                 // fused store `dst` is the address register, `src` the value.
-                let at = cur + 2;
+                let at = cur!() + 2;
                 match op.code {
                     LDX_ABS_B => reg[dst!()] = u64::from(load_at!(u8, addr, at)),
                     LDX_ABS_H => reg[dst!()] = u64::from(load_at!(u16, addr, at)),
@@ -1043,7 +1142,7 @@ unsafe fn dispatch(
                     STX_ABS_W => store_at!(u32, addr, x32!(), at),
                     _ => store_at!(u64, addr, x64!(), at),
                 }
-                pc += 2;
+                resume!(3);
             }
             LDX_ABS_FIXED_B | LDX_ABS_FIXED_H | LDX_ABS_FIXED_W | LDX_ABS_FIXED_DW => {
                 reg[usize::from(op.aux & 0x0f)] = k64!();
@@ -1054,7 +1153,7 @@ unsafe fn dispatch(
                     LDX_ABS_FIXED_W => u64::from(load_fixed!(u32, addr)),
                     _ => load_fixed!(u64, addr),
                 };
-                pc += 2;
+                resume!(3);
             }
             STX_ABS_FIXED_B | STX_ABS_FIXED_H | STX_ABS_FIXED_W | STX_ABS_FIXED_DW => {
                 reg[usize::from(op.aux & 0x0f)] = k64!();
@@ -1065,50 +1164,49 @@ unsafe fn dispatch(
                     STX_ABS_FIXED_W => store_fixed!(u32, addr, x32!()),
                     _ => store_fixed!(u64, addr, x64!()),
                 }
-                pc += 2;
+                resume!(3);
             }
             INC_MEM => {
-                inc_mem!(op, cur);
-                pc += 2;
+                inc_mem!(op, cur!());
+                resume!(3);
             }
             LOOKUP_BRANCH => {
                 reg[dst!()] = k64!();
                 // SAFETY: as for CALL_LOOKUP.
-                match unsafe {
-                    inline::map_lookup(env, &mut windows, &mut known, reg[1], reg[2])
-                } {
+                match unsafe { inline::map_lookup(env, &mut windows, &mut known, reg[1], reg[2]) } {
                     Some(r0) => {
                         reg[0] = r0;
                         match op.aux & 3 {
-                            1 if r0 == 0 => transfer!(cur + 3, op.off as usize),
-                            2 if r0 != 0 => transfer!(cur + 3, op.off as usize),
+                            1 if r0 == 0 => transfer!(cur!() + 3, op.off as usize),
+                            2 if r0 != 0 => transfer!(cur!() + 3, op.off as usize),
                             1 if op.aux & flag::THEN_INC != 0 => {
-                                // SAFETY: decoding set THEN_INC only where slot `cur + 4`
+                                // SAFETY: decoding set THEN_INC only where slot `cur!() + 4`
                                 // exists and holds an INC_MEM (three slots, the last at most
                                 // the sentinel's predecessor).
-                                let inc = unsafe { *ops.get_unchecked(cur + 4) };
-                                inc_mem!(inc, cur + 4);
-                                pc = cur + 7;
+                                let inc = unsafe { *ops.get_unchecked(cur!() + 4) };
+                                inc_mem!(inc, cur!() + 4);
+                                resume!(7);
                             }
-                            1 | 2 => pc = cur + 4,
-                            _ => pc = cur + 3,
+                            1 | 2 => resume!(4),
+                            _ => resume!(3),
                         }
                     }
                     // Neither an array nor a hash map: the call's own op runs the helper.
-                    None => pc = cur + 2,
+                    None => resume!(2),
                 }
             }
             FAULT => return Err(Box::new(decoded.faults[op.imm as usize].clone())),
-            other => return Err(Box::new(unknown_opcode(cur, other))),
+            _ => return Err(unknown_opcode(cur!(), op.code)),
         }
     }
 }
 
-/// The fault of an opcode the loop has no arm for.
+/// The fault of an opcode the loop has no arm for (the decoder makes none).
 #[cold]
-fn unknown_opcode(insn: usize, op: u8) -> VmError {
-    VmError::Unsupported {
+#[inline(never)]
+fn unknown_opcode(insn: usize, op: u8) -> Box<VmError> {
+    Box::new(VmError::Unsupported {
         insn,
         what: format!("opcode {op:#04x}"),
-    }
+    })
 }

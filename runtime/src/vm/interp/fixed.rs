@@ -14,6 +14,13 @@
 //! yields a known value, register operands of known value become immediates, and jumps on
 //! known values are decided ([`super::fold`]).
 //!
+//! The same walk tracks which registers still hold the pointer the run started with in r1
+//! (the context): a load through one at a non-negative offset becomes an `LDX_CTX` op. The
+//! loop reads those directly only when the run started at slot 0 with r1 and the furthest
+//! byte any of them reads inside the run's context region (checked at the start and after
+//! every helper call), and checks them as any load otherwise; so the decoder's part is only
+//! that the register holds that r1, which the rules below for known values give.
+//!
 //! Soundness rests on three facts. The value is exact: only `ld_imm64`, `mov64 k`, `mov64 x`
 //! of a known register, `add64 k` on one (or `add64 x` of a known register, made an
 //! immediate) and a load from a constant region make a register known, every other write
@@ -42,9 +49,12 @@ enum Way {
     /// The jump at this slot, which lies before it (a forward jump, so its state is known when
     /// the target is reached in program order).
     Jump(usize),
-    /// From where the state is unknown: slot 0, function entries, the slot after a call (the
-    /// return address), the target of a backward jump.
+    /// From where the state is unknown: function entries, the slot after a call (the return
+    /// address), the target of a backward jump.
     Entry,
+    /// The start of a run at slot 0, where only r1 is known: the run's initial r1 (see
+    /// [`prove`]). A call to slot 0, as a function, is an [`Way::Entry`] besides.
+    Start,
 }
 
 /// The slot control goes to from `op` at `pc` when it does not jump, if it can.
@@ -85,8 +95,9 @@ fn ways_in(ops: &[Op], functions: &[usize]) -> Vec<Vec<Way>> {
             w.push(way);
         }
     };
-    add(&mut ways, 0, Way::Entry);
-    for &f in functions {
+    add(&mut ways, 0, Way::Start);
+    // `functions` lists slot 0 as the main function; calls to it are added below.
+    for &f in functions.iter().filter(|&&f| f != 0) {
         add(&mut ways, f, Way::Entry);
     }
     let mut pc = 0;
@@ -137,20 +148,31 @@ pub(super) fn allows(regions: &[Region], addr: u64, len: u64, access: Access) ->
 ///
 /// # Safety
 /// Every region in `regions` is memory valid for reads (constant ones are read here).
-pub(super) unsafe fn prove(ops: &mut [Op], functions: &[usize], regions: &[Region]) {
-    if regions.is_empty() || ops.is_empty() {
-        return;
+///
+/// Loads through the pointer the run starts with in r1 (the context), at a non-negative
+/// offset, become [`code::LDX_CTX`] ops; the result is how far from that pointer they read
+/// (0 when there are none). `ctx` tracks the registers known to hold it, as `known` tracks
+/// values: set at slot 0 when that is its only way in (the run's start), copied by `mov64 x`,
+/// forgotten by every other write.
+pub(super) unsafe fn prove(ops: &mut [Op], functions: &[usize], regions: &[Region]) -> u64 {
+    if ops.is_empty() {
+        return 0;
     }
     let mut ways = ways_in(ops, functions);
     // The state each forward jump leaves for its target.
-    let mut at_jump: std::collections::HashMap<usize, [Option<u64>; 16]> = Default::default();
+    let mut at_jump: std::collections::HashMap<usize, ([Option<u64>; 16], u16)> =
+        Default::default();
     let mut known: [Option<u64>; 16] = [None; 16];
+    // Bit `r`: register `r` holds the run's initial r1.
+    let mut ctx: u16 = 0;
+    let mut ctx_extent = 0u64;
     let mut pc = 0;
     while pc < ops.len() {
-        known = match ways[pc].as_slice() {
-            [Way::FallThrough] => known,
-            [Way::Jump(from)] => at_jump.remove(from).unwrap_or([None; 16]),
-            _ => [None; 16],
+        (known, ctx) = match ways[pc].as_slice() {
+            [Way::FallThrough] => (known, ctx),
+            [Way::Jump(from)] => at_jump.remove(from).unwrap_or(([None; 16], 0)),
+            [Way::Start] => ([None; 16], 1 << 1),
+            _ => ([None; 16], 0),
         };
         if ways[pc].is_empty() {
             // Dead code (or the program's decisions made it so): its ways out are not ways
@@ -193,19 +215,35 @@ pub(super) unsafe fn prove(ops: &mut [Op], functions: &[usize], regions: &[Regio
             base.map(|b| b.wrapping_add(op.off as i64 as u64))
                 .filter(|&addr| allows(regions, addr, len, access))
         };
+        let dst_bit = 1u16 << dst;
         match op.code {
             c if c == BPF_LD | BPF_IMM | BPF_DW => {
                 known[dst] = Some(op.imm);
+                ctx &= !dst_bit;
                 // The second slot is a fault op; nothing falls into it.
                 pc += 2;
                 continue;
             }
-            c if c == BPF_ALU64 | BPF_MOV | BPF_K => known[dst] = Some(op.imm),
-            c if c == BPF_ALU64 | BPF_MOV | BPF_X => known[dst] = known[src],
+            c if c == BPF_ALU64 | BPF_MOV | BPF_K => {
+                known[dst] = Some(op.imm);
+                ctx &= !dst_bit;
+            }
+            c if c == BPF_ALU64 | BPF_MOV | BPF_X => {
+                known[dst] = known[src];
+                ctx = ctx & !dst_bit | u16::from(ctx & 1 << src != 0) << dst;
+            }
             c if c == BPF_ALU64 | BPF_ADD | BPF_K => {
-                known[dst] = known[dst].map(|v| v.wrapping_add(op.imm))
+                known[dst] = known[dst].map(|v| v.wrapping_add(op.imm));
+                ctx &= !dst_bit;
+            }
+            _ if class == BPF_LDX && mode == BPF_MEM && ctx & 1 << src != 0 && op.off >= 0 => {
+                ops[pc].code = code::LDX_CTX | (op.code & 0x18);
+                ctx_extent = ctx_extent.max(op.off as u64 + len);
+                known[dst] = None;
+                ctx &= !dst_bit;
             }
             _ if class == BPF_LDX && mode == BPF_MEM => {
+                ctx &= !dst_bit;
                 let addr = proven(known[src], Access::Read);
                 if let Some(addr) = addr {
                     ops[pc].code = code::LDX_FIXED | (op.code & 0x18);
@@ -243,6 +281,7 @@ pub(super) unsafe fn prove(ops: &mut [Op], functions: &[usize], regions: &[Regio
             _ if class == BPF_STX && mode == BPF_ATOMIC => {
                 known[src] = None;
                 known[0] = None;
+                ctx &= !(1 << src | 1);
             }
             _ if matches!(class, BPF_ST | BPF_STX) => {}
             // The decoder's stack stores write no register; its stack loads, ALU ops and
@@ -251,19 +290,24 @@ pub(super) unsafe fn prove(ops: &mut [Op], functions: &[usize], regions: &[Regio
             c if (class == BPF_LD && c & 0xe0 == code::LDX_STACK)
                 || matches!(class, BPF_ALU | BPF_ALU64 | BPF_LDX) =>
             {
-                known[dst] = None
+                known[dst] = None;
+                ctx &= !dst_bit;
             }
             // Conditional jumps, `ja` and `exit` write nothing: the state flows on to the
             // fall-through and, kept here, to a target that only this jump reaches.
             _ if matches!(class, BPF_JMP | BPF_JMP32) && op.code & 0xf0 != BPF_CALL => {
                 if jump_target(&op).is_some_and(|t| t > pc) {
-                    at_jump.insert(pc, known);
+                    at_jump.insert(pc, (known, ctx));
                 }
             }
             // Everything else (calls, `movsx`, faults) may write r0..r5 or its destination:
             // forget all of it.
-            _ => known = [None; 16],
+            _ => {
+                known = [None; 16];
+                ctx = 0;
+            }
         }
         pc += 1;
     }
+    ctx_extent
 }

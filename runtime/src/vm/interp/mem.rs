@@ -71,6 +71,9 @@ pub(super) struct Windows {
     read: [Window; WAYS],
     write: [Window; WAYS],
     stack: Window,
+    /// The run's context region as of the last [`Windows::new`] or [`Windows::clear`] (the
+    /// latest one registered), kept apart from `read`, whose misses replace windows.
+    context: Window,
 }
 
 /// Makes `w` the most recent window of `set`.
@@ -109,6 +112,7 @@ impl Windows {
     pub(super) unsafe fn clear(&mut self, env: *const RunEnv) {
         self.read = Default::default();
         self.write = Default::default();
+        self.context = Window::default();
         // SAFETY: forwarded contract.
         unsafe { self.seed(env) };
     }
@@ -129,7 +133,15 @@ impl Windows {
         }
         if let Some(ctx) = latest(RegionKind::Context) {
             self.read[1] = Window::from(ctx);
+            self.context = Window::from(ctx);
         }
+    }
+
+    /// Whether `[addr, addr + len)` lies inside the run's context region as it was at the last
+    /// [`Windows::new`] or [`Windows::clear`] (readable: context regions always are).
+    #[inline(always)]
+    pub(super) fn context_covers(&self, addr: u64, len: u64) -> bool {
+        self.context.covers(addr, len)
     }
 
     /// Makes `region`, just added to the run's regions, the most recent window of each kind of

@@ -1590,3 +1590,69 @@ fn constant_stores_and_differences_match_their_slots() {
         }
     }
 }
+
+/// Loads through the run's initial r1 (the context) are proven at decoding when nothing else
+/// can have written the register: read directly when r1 and their extent lie in the run's
+/// context region, checked otherwise, with the results, faults and budget of the plain form.
+#[test]
+fn context_loads_are_proven_from_the_run_start() {
+    use super::decode::code::{LDX2_CTX_W, LDX_CTX};
+    use crate::vm::insn::{BPF_LDX, BPF_W};
+    use crate::vm::memory::RegionKind;
+    const LDX_W: u8 = BPF_LDX | BPF_MEM | BPF_W;
+    let mut ctx = [0u8; 24];
+    ctx[0..4].copy_from_slice(&1000u32.to_le_bytes());
+    ctx[4..8].copy_from_slice(&1064u32.to_le_bytes());
+    ctx[16..20].copy_from_slice(&3u32.to_le_bytes());
+    let r1 = ctx.as_mut_ptr() as u64;
+    // `data_end - data`, then a field read through a copy of r1.
+    let text = "
+        ldxw r2, [r1+4]
+        ldxw r3, [r1+0]
+        mov64 r6, r1
+        ldxw r4, [r6+16]
+        mov64 r0, r2
+        sub64 r0, r3
+        add64 r0, r4
+        exit";
+    for kind in [RegionKind::Context, RegionKind::MapValue] {
+        // Direct reads from a context region; checked ones from any other region.
+        let (result, ops) = run_both_forms(text, r1, &mut ctx, kind);
+        assert_eq!(result, Ok(67), "{kind:?}");
+        let codes = codes_of(&ops);
+        assert_eq!(
+            (codes[0], codes[3]),
+            (LDX2_CTX_W, LDX_CTX | BPF_W),
+            "{codes:x?}"
+        );
+    }
+    // Past the end of the region: checked, the fault at the load's slot.
+    let (result, ops) = run_both_forms("ldxw r0, [r1+24]\nexit", r1, &mut ctx, RegionKind::Context);
+    assert!(
+        matches!(result, Err(VmError::OutOfBounds { insn: 0, .. })),
+        "{result:?}"
+    );
+    assert_eq!(codes_of(&ops)[0], LDX_CTX | BPF_W);
+    // Not the initial r1: moved, at a negative offset, written by a call, or at a slot that
+    // a backward jump also reaches.
+    for (text, at) in [
+        ("add64 r1, 4\nldxw r0, [r1+0]\nexit", 1),
+        ("ldxw r0, [r1-4]\nexit", 0),
+        ("call 1\nldxw r0, [r1+0]\nexit", 1),
+        ("ldxw r0, [r1+0]\njeq r0, 7, -2\nexit", 0),
+    ] {
+        let (_, ops) = run_both_forms(text, r1, &mut ctx, RegionKind::Context);
+        assert_eq!(codes_of(&ops)[at], LDX_W, "{text}");
+    }
+    // A slot reached two ways knows r1 only if both ways do.
+    let text = "
+        ldxw r2, [r1+0]
+        jeq r2, 1000, skip
+        mov64 r1, r10
+    skip:
+        ldxw r0, [r1+4]
+        exit";
+    let (result, ops) = run_both_forms(text, r1, &mut ctx, RegionKind::Context);
+    assert_eq!(result, Ok(1064));
+    assert_eq!(codes_of(&ops)[3], LDX_W);
+}
