@@ -334,6 +334,8 @@ unsafe fn dispatch(
                 usize::from(op.src & 0x0f)
             };
         }
+        // Registers `dst` and `src` of this op, as places. Unchecked: a mask or a bounds
+        // check on every operand would cost an instruction each, on almost every op.
         macro_rules! k64 {
             () => {
                 op.imm
@@ -559,6 +561,17 @@ unsafe fn dispatch(
             };
         }
 
+        // An `ld_imm64` and the access through it proven at decoding (three slots):
+        // `aux = imm`, then `$access` at `imm + off`. `src` of a load is the address register
+        // and `dst` its destination; of a store `dst` is the address register, `src` the value.
+        macro_rules! abs_fixed {
+            (|$addr:ident| $access:expr) => {{
+                reg[usize::from(op.aux & 0x0f)] = k64!();
+                let $addr = ea(k64!());
+                $access;
+                resume!(3);
+            }};
+        }
         match op.code {
             // ---- ALU64 ----
             ADD64_K => alu64!(k64!(), |a, b| a.wrapping_add(b)),
@@ -848,32 +861,33 @@ unsafe fn dispatch(
             STX_STACK_H => store_stack!(u16, x64!() as u16),
             STX_STACK_W => store_stack!(u32, x32!()),
             STX_STACK_DW => store_stack!(u64, x64!()),
-            INC_FIXED_DW | INC_FIXED_W => {
-                // In slot order: the address register, the load, then the addend (which may be
-                // either register just written).
+            // In slot order: the address register, the load, then the addend (which may be
+            // either register just written). One arm per width, as for `abs_fixed!`.
+            INC_FIXED_DW => {
                 reg[usize::from(op.aux & 0x0f)] = k64!();
-                if op.code == INC_FIXED_DW {
-                    reg[dst!()] = load_fixed!(u64, k64!());
-                    let x = if op.aux & 0x10 != 0 {
-                        x64!()
-                    } else {
-                        op.off as i64 as u64
-                    };
-                    let v = reg[dst!()].wrapping_add(x);
-                    reg[dst!()] = v;
-                    store_fixed!(u64, k64!(), v);
+                reg[dst!()] = load_fixed!(u64, k64!());
+                let x = if op.aux & 0x10 != 0 {
+                    x64!()
                 } else {
-                    let old = load_fixed!(u32, k64!());
-                    reg[dst!()] = u64::from(old);
-                    let x = if op.aux & 0x10 != 0 {
-                        x32!()
-                    } else {
-                        op.off as u32
-                    };
-                    let v = old.wrapping_add(x);
-                    reg[dst!()] = u64::from(v);
-                    store_fixed!(u32, k64!(), v);
-                }
+                    op.off as i64 as u64
+                };
+                let v = reg[dst!()].wrapping_add(x);
+                reg[dst!()] = v;
+                store_fixed!(u64, k64!(), v);
+                resume!(5);
+            }
+            INC_FIXED_W => {
+                reg[usize::from(op.aux & 0x0f)] = k64!();
+                let old = load_fixed!(u32, k64!());
+                reg[dst!()] = u64::from(old);
+                let x = if op.aux & 0x10 != 0 {
+                    x32!()
+                } else {
+                    op.off as u32
+                };
+                let v = old.wrapping_add(x);
+                reg[dst!()] = u64::from(v);
+                store_fixed!(u32, k64!(), v);
                 resume!(5);
             }
             SHIFT_OR32 => {
@@ -1144,28 +1158,16 @@ unsafe fn dispatch(
                 }
                 resume!(3);
             }
-            LDX_ABS_FIXED_B | LDX_ABS_FIXED_H | LDX_ABS_FIXED_W | LDX_ABS_FIXED_DW => {
-                reg[usize::from(op.aux & 0x0f)] = k64!();
-                let addr = ea(k64!());
-                reg[dst!()] = match op.code {
-                    LDX_ABS_FIXED_B => u64::from(load_fixed!(u8, addr)),
-                    LDX_ABS_FIXED_H => u64::from(load_fixed!(u16, addr)),
-                    LDX_ABS_FIXED_W => u64::from(load_fixed!(u32, addr)),
-                    _ => load_fixed!(u64, addr),
-                };
-                resume!(3);
-            }
-            STX_ABS_FIXED_B | STX_ABS_FIXED_H | STX_ABS_FIXED_W | STX_ABS_FIXED_DW => {
-                reg[usize::from(op.aux & 0x0f)] = k64!();
-                let addr = ea(k64!());
-                match op.code {
-                    STX_ABS_FIXED_B => store_fixed!(u8, addr, x64!() as u8),
-                    STX_ABS_FIXED_H => store_fixed!(u16, addr, x64!() as u16),
-                    STX_ABS_FIXED_W => store_fixed!(u32, addr, x32!()),
-                    _ => store_fixed!(u64, addr, x64!()),
-                }
-                resume!(3);
-            }
+            // One arm per width, not one arm that tests the width again: that test would be
+            // a second dispatch on every run of the op.
+            LDX_ABS_FIXED_B => abs_fixed!(|addr| reg[dst!()] = u64::from(load_fixed!(u8, addr))),
+            LDX_ABS_FIXED_H => abs_fixed!(|addr| reg[dst!()] = u64::from(load_fixed!(u16, addr))),
+            LDX_ABS_FIXED_W => abs_fixed!(|addr| reg[dst!()] = u64::from(load_fixed!(u32, addr))),
+            LDX_ABS_FIXED_DW => abs_fixed!(|addr| reg[dst!()] = load_fixed!(u64, addr)),
+            STX_ABS_FIXED_B => abs_fixed!(|addr| store_fixed!(u8, addr, x64!() as u8)),
+            STX_ABS_FIXED_H => abs_fixed!(|addr| store_fixed!(u16, addr, x64!() as u16)),
+            STX_ABS_FIXED_W => abs_fixed!(|addr| store_fixed!(u32, addr, x32!())),
+            STX_ABS_FIXED_DW => abs_fixed!(|addr| store_fixed!(u64, addr, x64!())),
             INC_MEM => {
                 inc_mem!(op, cur!());
                 resume!(3);
