@@ -27,6 +27,7 @@ mod exec;
 mod fixed;
 mod fold;
 mod inline;
+mod live;
 mod mem;
 
 pub(crate) use decode::Decoded;

@@ -387,12 +387,15 @@ impl Decoded {
         let plain = false;
         let mut ctx_extent = 0;
         if !plain {
+            let mut live = Vec::new();
             if prove {
                 // SAFETY: the regions are valid memory (contract).
                 ctx_extent = unsafe { super::fixed::prove(&mut d.ops, functions, fixed) };
+                live = super::live::live_in(&d.ops, functions);
             }
             fuse(&mut d.ops, fixed);
             fuse_lookup_inc(&mut d.ops);
+            absorb_dead_sets(&mut d.ops, &live);
         }
         Decoded {
             ops: d.ops.into_boxed_slice(),
@@ -987,6 +990,41 @@ fn set2(a: Op, ops: &[Op], i: usize) -> Option<Op> {
         imm: a.imm,
         aux: a.dst | narrow,
     })
+}
+
+/// A constant move followed by a [`code::SET2`] whose two registers nothing reads after it
+/// (`live`: each slot's live registers before fusion, empty when unknown): one `SET2` at the
+/// move that sets the move's register twice, over both, so the dead one is never
+/// dispatched. `xdp_globals` sets `r0` and then loads a limit it compares as an immediate.
+fn absorb_dead_sets(ops: &mut [Op], live: &[u16]) {
+    for at in 0..ops.len().saturating_sub(1) {
+        let (m, set) = (ops[at], ops[at + 1]);
+        let Some(narrow) = constant_move(m) else {
+            continue;
+        };
+        let slots = 1 + usize::from(set.src);
+        let written = 1u16 << (set.aux & 0x0f) | 1u16 << (set.dst & 0x0f);
+        let dead = live
+            .get(at + slots)
+            .is_some_and(|&after| after & written == 0);
+        if set.code != code::SET2 || slots > 15 || !dead {
+            continue;
+        }
+        // The value the move writes: its immediate, zero-extended from 32 bits by `mov32`.
+        let value = if narrow != 0 {
+            u64::from(m.imm as u32)
+        } else {
+            m.imm
+        };
+        ops[at] = Op {
+            code: code::SET2,
+            dst: m.dst,
+            src: slots as u8,
+            off: m.imm as i32,
+            imm: value,
+            aux: (m.dst & 0x0f) | narrow,
+        };
+    }
 }
 
 /// `ld_imm64 a, X; mov d, k; stx [a + 0], d` with the store proven at X (`d != a`): a

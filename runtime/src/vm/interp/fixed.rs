@@ -58,7 +58,7 @@ enum Way {
 }
 
 /// The slot control goes to from `op` at `pc` when it does not jump, if it can.
-fn fall_through(op: &Op, pc: usize) -> Option<usize> {
+pub(super) fn fall_through(op: &Op, pc: usize) -> Option<usize> {
     let is_jump_class = matches!(op.code & 0x07, BPF_JMP | BPF_JMP32);
     let ends =
         (is_jump_class && matches!(op.code & 0xf0, BPF_EXIT | BPF_JA)) || op.code == code::FAULT;
@@ -75,13 +75,13 @@ fn next_slot(op: &Op, pc: usize) -> usize {
 }
 
 /// Whether `op` is a local or helper call (control comes back to the slot after it).
-fn is_call(op: &Op) -> bool {
+pub(super) fn is_call(op: &Op) -> bool {
     matches!(op.code, code::LOCAL_CALL | code::CALL_LOOKUP)
         || (matches!(op.code & 0x07, BPF_JMP | BPF_JMP32) && op.code & 0xf0 == BPF_CALL)
 }
 
 /// The slot `op` jumps to, if it is a jump (conditional or `ja`; not a call or exit).
-fn jump_target(op: &Op) -> Option<usize> {
+pub(super) fn jump_target(op: &Op) -> Option<usize> {
     let is_jump_class = matches!(op.code & 0x07, BPF_JMP | BPF_JMP32);
     (is_jump_class && !is_call(op) && op.code & 0xf0 != BPF_EXIT)
         .then(|| usize::try_from(op.off).unwrap_or(usize::MAX))

@@ -1656,3 +1656,49 @@ fn context_loads_are_proven_from_the_run_start() {
     assert_eq!(result, Ok(1064));
     assert_eq!(codes_of(&ops)[3], LDX_W);
 }
+
+/// A constant move before a `SET2` whose registers nothing reads afterwards takes the `SET2`'s
+/// slots into one op; the results and the budget are those of the plain form. Where a path
+/// still reads one of them, both ops stay.
+#[test]
+fn dead_constant_sets_are_absorbed_by_the_move_before() {
+    use super::decode::code;
+    use crate::vm::memory::RegionKind::Constant;
+    let mut buf = [0u8; 8];
+    buf[4..8].copy_from_slice(&14u32.to_le_bytes());
+    let addr = buf.as_ptr() as u64;
+    let program = |tail: &str| {
+        format!(
+            "
+            mov32 r0, 1
+            lddw r3, {addr:#x}
+            ldxw r3, [r3+4]
+            jlt r1, r3, small
+            mov64 r0, 2
+            jeq r1, 99, small
+            exit
+        small:
+            {tail}
+            exit"
+        )
+    };
+    let text = program("add64 r0, 10");
+    for (r1, want) in [(5, 11), (20, 2), (99, 12)] {
+        let (result, ops) = run_both_forms(&text, r1, &mut buf, Constant);
+        assert_eq!(result, Ok(want), "r1 = {r1}");
+        assert_eq!((ops[0].code, ops[0].src), (code::SET2, 4), "{ops:x?}");
+    }
+    // r3 is read at `small`, which two jumps reach (so its value is not known there and the
+    // read stays): the move and the SET2 stay apart.
+    let text = program("add64 r0, r3");
+    for (r1, want) in [(5, 15), (99, 2 + 14)] {
+        let (result, ops) = run_both_forms(&text, r1, &mut buf, Constant);
+        assert_eq!(result, Ok(want), "r1 = {r1}");
+        assert_eq!(
+            ops[0].code,
+            crate::vm::insn::BPF_ALU | BPF_MOV | BPF_K,
+            "{ops:x?}"
+        );
+        assert_eq!(ops[1].code, code::SET2, "{ops:x?}");
+    }
+}
