@@ -992,6 +992,18 @@ fn set2(a: Op, ops: &[Op], i: usize) -> Option<Op> {
     })
 }
 
+/// The constant a [`code::SET2`] or [`code::SET_STORE_FIXED`] op moves: its `off`,
+/// zero-extended from 32 bits with [`flag::SET_NARROW`] (a `mov32`), else sign-extended (a
+/// `mov64`).
+#[inline(always)]
+pub(super) fn set_constant(op: &Op) -> u64 {
+    if op.aux & flag::SET_NARROW != 0 {
+        u64::from(op.off as u32)
+    } else {
+        op.off as i64 as u64
+    }
+}
+
 /// A constant move followed by a [`code::SET2`] whose two registers nothing reads after it
 /// (`live`: each slot's live registers before fusion, empty when unknown): one `SET2` at the
 /// move that sets the move's register twice, over both, so the dead one is never
@@ -1010,20 +1022,17 @@ fn absorb_dead_sets(ops: &mut [Op], live: &[u16]) {
         if set.code != code::SET2 || slots > 15 || !dead {
             continue;
         }
-        // The value the move writes: its immediate, zero-extended from 32 bits by `mov32`.
-        let value = if narrow != 0 {
-            u64::from(m.imm as u32)
-        } else {
-            m.imm
-        };
-        ops[at] = Op {
+        let mut merged = Op {
             code: code::SET2,
             dst: m.dst,
             src: slots as u8,
             off: m.imm as i32,
-            imm: value,
+            imm: 0,
             aux: (m.dst & 0x0f) | narrow,
         };
+        // Its other write, to the same register, moves the same value.
+        merged.imm = set_constant(&merged);
+        ops[at] = merged;
     }
 }
 

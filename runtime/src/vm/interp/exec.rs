@@ -3,7 +3,7 @@
 use std::mem::MaybeUninit;
 
 use super::decode::code::*;
-use super::decode::{flag, Op};
+use super::decode::{flag, set_constant, Op};
 use super::inline::{self, KnownHandle};
 use super::mem::{self, Windows, ORDER};
 use super::Machine;
@@ -120,17 +120,6 @@ struct Frame {
     saved: [u64; 4],
     /// Caller's r10.
     fp: u64,
-}
-
-/// The constant a `SET2` or `SET_STORE_FIXED` op moves: its `off`, zero-extended from 32 bits
-/// with [`flag::SET_NARROW`] (a `mov32`), else sign-extended (a `mov64`).
-#[inline(always)]
-fn set_constant(op: &Op) -> u64 {
-    if op.aux & flag::SET_NARROW != 0 {
-        u64::from(op.off as u32)
-    } else {
-        op.off as i64 as u64
-    }
 }
 
 /// The r10 of frame `d` (0 = outermost).
@@ -277,6 +266,19 @@ unsafe fn dispatch(
         entry == 0 && decoded.ctx_extent != 0 && windows.context_covers(args[0], decoded.ctx_extent)
     };
     let mut ctx_ok = ctx_covered(&windows);
+    // Forgets every window (after anything that may have changed the run's regions) and
+    // takes `ctx_ok` again with them.
+    macro_rules! clear_windows {
+        () => {{
+            // Also expanded inside `unsafe` blocks.
+            #[allow(unused_unsafe)]
+            // SAFETY: `env` is live, and nothing that may change its regions is running.
+            unsafe {
+                windows.clear(env)
+            };
+            ctx_ok = ctx_covered(&windows);
+        }};
+    }
     let mut known = KnownHandle::default();
     // The op to run next, as a pointer rather than a slot number: the fetch is then one load
     // (a slot number costs a shift and an add on every dispatch, ops being 16 bytes). Slot
@@ -334,8 +336,6 @@ unsafe fn dispatch(
                 usize::from(op.src & 0x0f)
             };
         }
-        // Registers `dst` and `src` of this op, as places. Unchecked: a mask or a bounds
-        // check on every operand would cost an instruction each, on almost every op.
         macro_rules! k64 {
             () => {
                 op.imm
@@ -764,13 +764,14 @@ unsafe fn dispatch(
                     }
                 }
                 let helper = decoded.helpers[op.imm as usize];
+                let at = cur!();
                 // Charged before the call: a callback run by the helper spends the rest.
-                transfer!(cur!(), cur!() + 1);
+                transfer!(at, at + 1);
                 // SAFETY: `m` is live (contract). Publish where a callback's frame goes and
                 // the budget left, since the helper may re-enter through `env.callback`.
                 unsafe {
                     (*m).depth = depth + nframes + 1;
-                    (*m).call_pc = cur!();
+                    (*m).call_pc = at;
                     (*m).remaining = *remaining;
                 }
                 // SAFETY: helpers take r1..r5 and the live environment pointer; no
@@ -778,15 +779,13 @@ unsafe fn dispatch(
                 reg[0] = unsafe { (helper.func)(reg[1], reg[2], reg[3], reg[4], reg[5], env) };
                 // The helper may have added or moved regions (a looked-up value, an adjusted
                 // packet): every window is stale.
-                // SAFETY: `env` is live and the helper has returned.
-                unsafe { windows.clear(env) };
-                ctx_ok = ctx_covered(&windows);
+                clear_windows!();
                 // SAFETY: `m` and `env` are live; the helper has returned, so no one else
                 // uses them now.
                 unsafe {
                     *remaining = (*m).remaining;
                     if (*env).fault_flag != 0 {
-                        return Err(Box::new((*env).take_fault(cur!())));
+                        return Err(Box::new((*env).take_fault(at)));
                     }
                     if (*env).tail_call_pending != 0 {
                         // In the main function the run unwinds to the dispatcher. In a
@@ -797,8 +796,7 @@ unsafe fn dispatch(
                             return Ok(reg[0]);
                         };
                         reg[0] = hook(env)?;
-                        windows.clear(env);
-                        ctx_ok = ctx_covered(&windows);
+                        clear_windows!();
                         if nframes == 0 {
                             // A callback function: its caller is the helper.
                             return Ok(reg[0]);
@@ -1182,7 +1180,7 @@ unsafe fn dispatch(
                             1 if r0 == 0 => transfer!(cur!() + 3, op.off as usize),
                             2 if r0 != 0 => transfer!(cur!() + 3, op.off as usize),
                             1 if op.aux & flag::THEN_INC != 0 => {
-                                // SAFETY: decoding set THEN_INC only where slot `cur!() + 4`
+                                // SAFETY: decoding set THEN_INC only where the slot 4 after this one
                                 // exists and holds an INC_MEM (three slots, the last at most
                                 // the sentinel's predecessor).
                                 let inc = unsafe { *ops.get_unchecked(cur!() + 4) };
