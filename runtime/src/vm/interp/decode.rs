@@ -30,8 +30,8 @@ use crate::vm::memory::{Access, Region};
 /// instruction with one of those codes into a fault, so an internal code always means itself.
 pub(super) mod code {
     use crate::vm::insn::{
-        BPF_ALU, BPF_ALU64, BPF_B, BPF_DW, BPF_H, BPF_JMP, BPF_JMP32, BPF_LD, BPF_LDX, BPF_ST,
-        BPF_STX, BPF_W, BPF_X,
+        BPF_ALU, BPF_ALU64, BPF_B, BPF_DW, BPF_EXIT, BPF_H, BPF_JMP, BPF_JMP32, BPF_LD, BPF_LDX,
+        BPF_ST, BPF_STX, BPF_W, BPF_X,
     };
 
     /// `dst = *(size *)(r10 + off)`, offset proven inside the frame.
@@ -208,6 +208,11 @@ pub(super) mod code {
     /// else 32-bit: a length from two pointers (`data_end - data`). A JMP code no instruction
     /// has (operation `0xe0`, register form).
     pub const MOVE_SUB: u8 = BPF_JMP | 0xe0 | BPF_X;
+    /// `r0 = imm; exit`, charging `aux` slots beyond its own: a `ja` to a tail that only puts
+    /// a value known at decoding in r0 and exits ([`super::fixed`]), possibly with constant
+    /// sets before it that nothing reads ([`absorb_dead_sets`](super::decode)). The code of
+    /// a 32-bit `exit`, which no instruction has (decoding faults it).
+    pub const EXIT_CONST: u8 = BPF_JMP32 | BPF_EXIT;
 }
 
 /// Flags in the `aux` of superinstructions, above the 4-bit register field that most of them
@@ -515,6 +520,10 @@ impl Decoder {
                     return self.fault(unsupported(format!("opcode {:#04x}", insn.op)))
                 }
                 0xe0 | 0xf0 => return self.fault(unsupported(format!("opcode {:#04x}", insn.op))),
+                // A 32-bit `exit` does not exist; its code carries `EXIT_CONST`.
+                BPF_EXIT if class == BPF_JMP32 => {
+                    return self.fault(unsupported(format!("opcode {:#04x}", insn.op)))
+                }
                 BPF_EXIT => {}
                 BPF_CALL if class == BPF_JMP => match insn.src {
                     CALL_HELPER => match resolve_helper(insn.imm) {
@@ -1004,22 +1013,49 @@ pub(super) fn set_constant(op: &Op) -> u64 {
     }
 }
 
-/// A constant move followed by a [`code::SET2`] whose two registers nothing reads after it
-/// (`live`: each slot's live registers before fusion, empty when unknown): one `SET2` at the
-/// move that sets the move's register twice, over both, so the dead one is never
-/// dispatched. `xdp_globals` sets `r0` and then loads a limit it compares as an immediate.
+/// Constant sets whose registers nothing reads after them (`live`: each slot's live
+/// registers before fusion, empty when unknown), taken into the op after them so that they
+/// are never dispatched:
+/// - a constant move followed by a [`code::SET2`]: one `SET2` at the move that sets the
+///   move's register twice, over both. `xdp_globals` sets `r0` and then loads a limit it
+///   compares as an immediate.
+/// - a constant move, `ld_imm64` or `SET2` followed by a [`code::EXIT_CONST`]: the exit
+///   moves up and charges their slots too. `xdp_globals` takes the address of a verdict in
+///   `.rodata` and jumps to the load and `exit` that folded into one.
+///
+/// Runs back to front, so a chain of dead sets before an exit all go.
 fn absorb_dead_sets(ops: &mut [Op], live: &[u16]) {
-    for at in 0..ops.len().saturating_sub(1) {
-        let (m, set) = (ops[at], ops[at + 1]);
+    const LD_IMM64: u8 = BPF_LD | BPF_IMM | BPF_DW;
+    for at in (0..ops.len().saturating_sub(1)).rev() {
+        let m = ops[at];
+        let (slots, written) = match m.code {
+            LD_IMM64 => (2, 1u16 << (m.dst & 0x0f)),
+            code::SET2 => (
+                usize::from(m.src),
+                1u16 << (m.aux & 0x0f) | 1u16 << (m.dst & 0x0f),
+            ),
+            _ if constant_move(m).is_some() => (1, 1u16 << (m.dst & 0x0f)),
+            _ => continue,
+        };
+        let dead_before =
+            |at: usize, written: u16| live.get(at).is_some_and(|&after| after & written == 0);
+        if let Some(exit) = ops.get(at + slots).filter(|n| n.code == code::EXIT_CONST) {
+            let aux = usize::from(exit.aux) + slots;
+            if dead_before(at + slots, written) && aux <= usize::from(u8::MAX) {
+                ops[at] = Op {
+                    aux: aux as u8,
+                    ..*exit
+                };
+            }
+            continue;
+        }
         let Some(narrow) = constant_move(m) else {
             continue;
         };
+        let set = ops[at + 1];
         let slots = 1 + usize::from(set.src);
         let written = 1u16 << (set.aux & 0x0f) | 1u16 << (set.dst & 0x0f);
-        let dead = live
-            .get(at + slots)
-            .is_some_and(|&after| after & written == 0);
-        if set.code != code::SET2 || slots > 15 || !dead {
+        if set.code != code::SET2 || slots > 15 || !dead_before(at + slots, written) {
             continue;
         }
         let mut merged = Op {

@@ -481,6 +481,18 @@ unsafe fn dispatch(
                 transfer!($at, op.off as usize);
             }};
         }
+        // Returns from the current function, the run charged up to slot `last`.
+        macro_rules! exit {
+            ($last:expr) => {{
+                let last: usize = $last;
+                if nframes == 0 {
+                    charge!(last);
+                    return Ok(reg[0]);
+                }
+                let ret = pop_frame!();
+                transfer!(last, ret);
+            }};
+        }
         // The return from the innermost local call (`nframes > 0`): restores the caller's
         // r6..r10 and yields its return address.
         macro_rules! pop_frame {
@@ -816,15 +828,12 @@ unsafe fn dispatch(
                 };
                 call!(cur!() + 1)
             }
-            EXIT => {
-                // A `ja` to an `exit` charges its own slot too (`flag::EXIT_AFTER_JA`, 1).
-                let last = cur!() + usize::from(op.aux);
-                if nframes == 0 {
-                    charge!(last);
-                    return Ok(reg[0]);
-                }
-                let ret = pop_frame!();
-                transfer!(last, ret);
+            // A `ja` to an `exit` charges its own slot too (`flag::EXIT_AFTER_JA`, 1); a
+            // constant exit the slots it stands for.
+            EXIT => exit!(cur!() + usize::from(op.aux)),
+            EXIT_CONST => {
+                reg[0] = k64!();
+                exit!(cur!() + usize::from(op.aux))
             }
 
             // ---- loads and stores ----

@@ -12,7 +12,9 @@
 //!
 //! The same walk folds what constant regions (frozen `.rodata`) make known: a load from one
 //! yields a known value, register operands of known value become immediates, and jumps on
-//! known values are decided ([`super::fold`]).
+//! known values are decided ([`super::fold`]). A `ja` to a tail that only puts a value known
+//! there in r0 and exits (a verdict loaded from `.rodata`, a `mov r0, k`) becomes that exit
+//! ([`code::EXIT_CONST`]), as tail duplication would make it.
 //!
 //! The same walk tracks which registers still hold the pointer the run started with in r1
 //! (the context): a load through one at a non-negative offset becomes an `LDX_CTX` op. The
@@ -28,8 +30,8 @@
 //! the slot before, or a forward jump that is the only way to it (jumps write no register, so
 //! the state is the one the jump saw). Slots reached several ways, function entries, return
 //! addresses and backward-jump targets start with nothing known. A way is dropped only when
-//! it is never taken: the side of a decided jump it does not take, and the ways out of a slot
-//! left with no way in (entries are never dropped, so such a slot is dead). The region
+//! it is never taken: the side of a decided jump it does not take, the target of a `ja` that
+//! became an exit, and the ways out of a slot left with no way in (entries are never dropped, so such a slot is dead). The region
 //! outlives the program: the maps whose storage the regions are own the program's relocated
 //! addresses too (the JIT embeds the same addresses), and a program only ever runs with its
 //! own maps. And a constant region never changes: a frozen map refuses every user write, and its region is
@@ -293,6 +295,26 @@ pub(super) unsafe fn prove(ops: &mut [Op], functions: &[usize], regions: &[Regio
                 known[dst] = None;
                 ctx &= !dst_bit;
             }
+            // A `ja` to a tail that puts a known value in r0 and exits is that exit: the
+            // tail no longer comes in this way.
+            c if c == BPF_JMP | BPF_JA && op.off >= 0 => {
+                let target = op.off as usize;
+                // SAFETY: the regions are readable memory (contract).
+                if let Some(value) = unsafe { constant_exit(ops, target, &known, regions) } {
+                    ops[pc] = Op {
+                        code: code::EXIT_CONST,
+                        dst: 0,
+                        src: 0,
+                        off: 0,
+                        imm: value,
+                        // The tail's two slots.
+                        aux: 2,
+                    };
+                    remove_way(&mut ways, target, Way::Jump(pc));
+                } else if target > pc {
+                    at_jump.insert(pc, (known, ctx));
+                }
+            }
             // Conditional jumps, `ja` and `exit` write nothing: the state flows on to the
             // fall-through and, kept here, to a target that only this jump reaches.
             _ if matches!(class, BPF_JMP | BPF_JMP32) && op.code & 0xf0 != BPF_CALL => {
@@ -310,4 +332,36 @@ pub(super) unsafe fn prove(ops: &mut [Op], functions: &[usize], regions: &[Regio
         pc += 1;
     }
     ctx_extent
+}
+
+/// The value r0 holds at the `exit` of a tail at `target` that only writes r0 with a value
+/// known from `known` (the state of a jump to it) and exits: `mov r0, k` (either width), or
+/// a load into r0 from constant memory through a register of known value (or proven there
+/// already). `None` for any other tail.
+///
+/// # Safety
+/// Every region in `regions` is memory valid for reads.
+unsafe fn constant_exit(
+    ops: &[Op],
+    target: usize,
+    known: &[Option<u64>; 16],
+    regions: &[Region],
+) -> Option<u64> {
+    let (set, exit) = (ops.get(target)?, ops.get(target + 1)?);
+    // A real `exit` (the fused forms come later).
+    if exit.code != BPF_JMP | BPF_EXIT || set.dst & 0x0f != 0 {
+        return None;
+    }
+    let len = mem_width(set.code) as u64;
+    let address = match set.code {
+        c if c == BPF_ALU64 | BPF_MOV | BPF_K => return Some(set.imm),
+        c if c == BPF_ALU | BPF_MOV | BPF_K => return Some(u64::from(set.imm as u32)),
+        c if c & !0x18 == BPF_LDX | BPF_MEM => {
+            known[usize::from(set.src & 0x0f)]?.wrapping_add(set.off as i64 as u64)
+        }
+        c if c & !0x18 == code::LDX_FIXED => set.imm,
+        _ => return None,
+    };
+    // SAFETY: forwarded contract; `constant_load` reads only inside a constant region.
+    unsafe { fold::constant_load(regions, address, len) }
 }

@@ -44,6 +44,8 @@ fn effect(op: &Op, in_main: bool) -> (u16, u16) {
         BPF_JMP | BPF_JMP32 => match op.code {
             c if c == BPF_JMP | BPF_JA => (0, 0),
             c if c == BPF_JMP | BPF_EXIT => (if in_main { 1 } else { RETURNED }, 0),
+            // It writes r0 itself.
+            c if c == code::EXIT_CONST => (if in_main { 0 } else { ARGS }, 1),
             c if c == BPF_JMP | BPF_CALL || c == code::CALL_LOOKUP => (ARGS, 1),
             c if c == code::LOCAL_CALL => (ALL, 1),
             _ => match operation {

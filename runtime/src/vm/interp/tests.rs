@@ -282,6 +282,8 @@ fn decoder_and_fusion_edge_cases() {
         BPF_JMP32 | BPF_JA | BPF_X,
         BPF_JMP | BPF_CALL | BPF_X,
         BPF_JMP | BPF_EXIT | BPF_X,
+        // A 32-bit `exit` (`EXIT_CONST`).
+        BPF_JMP32 | BPF_EXIT,
         0xa1,
         0xb9,
         0xe1,
@@ -1701,4 +1703,72 @@ fn dead_constant_sets_are_absorbed_by_the_move_before() {
         );
         assert_eq!(ops[1].code, code::SET2, "{ops:x?}");
     }
+}
+
+/// A `ja` to a tail that loads a known constant into r0 (or moves one) and exits becomes that
+/// exit, with the value, and the constant sets before it that nothing reads then go too; the
+/// tail, no longer reached by the jump, folds on its one remaining way in. Results, memory
+/// and the budget are the plain form's at every budget; a tail whose value is not known (a
+/// writable map value) keeps its jump, and in a subprogram, whose `exit` shows r1..r5 to its
+/// caller, the set of r2 stays.
+#[test]
+fn jumps_to_constant_exits_are_exits() {
+    use super::decode::code;
+    use crate::vm::memory::RegionKind::{Constant, MapValue};
+    let mut buf = [0u8; 8];
+    buf[0..4].copy_from_slice(&3u32.to_le_bytes());
+    buf[4..8].copy_from_slice(&9u32.to_le_bytes());
+    let addr = buf.as_ptr() as u64;
+    let text = format!(
+        "
+        mov64 r0, 1
+        jgt r1, 10, big
+        lddw r2, {addr:#x}
+        ja out
+    big:
+        jgt r1, 20, seven
+        lddw r2, {:#x}
+    out:
+        ldxw r0, [r2+0]
+        exit
+    seven:
+        ja tail
+        mov64 r0, 0
+    tail:
+        mov64 r0, 7
+        exit",
+        addr + 4
+    );
+    for (r1, want) in [(5, 3), (15, 9), (25, 7)] {
+        let (result, ops) = run_both_forms(&text, r1, &mut buf, Constant);
+        assert_eq!(result, Ok(want), "r1 = {r1}");
+        // The set of r2 and the `ja` are one exit; the load on the other way in is a move.
+        assert_eq!(
+            (ops[2].code, ops[2].imm, ops[2].aux),
+            (code::EXIT_CONST, 3, 4)
+        );
+        assert_eq!((ops[8].code, ops[8].imm), (BPF_ALU64 | BPF_MOV | BPF_K, 9));
+        assert_eq!((ops[10].code, ops[10].imm), (code::EXIT_CONST, 7));
+    }
+    for (r1, want) in [(5, 3), (15, 9)] {
+        let (result, ops) = run_both_forms(&text, r1, &mut buf, MapValue);
+        assert_eq!(result, Ok(want), "r1 = {r1}");
+        assert_eq!(ops[4].code, BPF_JMP | BPF_JA, "{ops:x?}");
+    }
+    let text = format!(
+        "
+        call sub
+        exit
+    sub:
+        lddw r2, {addr:#x}
+        ja out
+        mov64 r0, 0
+    out:
+        ldxw r0, [r2+0]
+        exit"
+    );
+    let (result, ops) = run_both_forms(&text, 0, &mut buf, Constant);
+    assert_eq!(result, Ok(3));
+    assert_eq!(ops[2].code, BPF_LD | BPF_IMM | BPF_DW, "{ops:x?}");
+    assert_eq!((ops[4].code, ops[4].aux), (code::EXIT_CONST, 2), "{ops:x?}");
 }
