@@ -402,6 +402,17 @@ impl Decoded {
             fuse_lookup_inc(&mut d.ops);
             absorb_dead_sets(&mut d.ops, &live);
         }
+        // The loop has no arm for these codes ([`super::exec::is_hole`]), and relies on
+        // meeting none: each becomes the fault the instruction raises, naming its slot.
+        for pc in 0..d.ops.len() {
+            let op = d.ops[pc].code;
+            if super::exec::is_hole(op) {
+                d.ops[pc] = d.fault(VmError::Unsupported {
+                    insn: pc,
+                    what: format!("opcode {op:#04x}"),
+                });
+            }
+        }
         Decoded {
             ops: d.ops.into_boxed_slice(),
             helpers: d.helpers.into_boxed_slice(),

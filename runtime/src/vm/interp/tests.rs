@@ -1772,3 +1772,41 @@ fn jumps_to_constant_exits_are_exits() {
     assert_eq!(ops[2].code, BPF_LD | BPF_IMM | BPF_DW, "{ops:x?}");
     assert_eq!((ops[4].code, ops[4].aux), (code::EXIT_CONST, 2), "{ops:x?}");
 }
+
+/// The codes the loop has no arm for never reach it: no opcode, with any of the source
+/// values that select its forms, decodes to one, and an instruction of one runs as the
+/// fault of its slot (or as the op the decoder makes of it).
+#[test]
+fn codes_without_an_arm_become_faults() {
+    use super::exec::is_hole;
+    for op in 0..=u8::MAX {
+        for src in [0, 1, 2, 3, 4] {
+            let insns = vec![
+                Insn::new(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 1),
+                Insn::new(op, 1, src, 1, 7),
+                Insn::new(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+                Insn::new(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+            ];
+            let d = super::decode::Decoded::new(&insns);
+            assert!(
+                d.ops.iter().all(|o| !is_hole(o.code)),
+                "{op:#04x} src {src}: {:x?}",
+                d.ops
+            );
+            if is_hole(op) {
+                let prog = PreparedProgram {
+                    decoded: std::sync::Arc::new(d),
+                    ..prepare("exit")
+                };
+                let mut env = RunEnv::default();
+                env.begin_run();
+                let got = Interpreter::new(1000).run(&prog, &mut env, 0, 0);
+                // The decoder turns a few into ops of their own (`gotol` into `ja`).
+                assert!(
+                    matches!(&got, Ok(_) | Err(VmError::Unsupported { insn: 1, .. })),
+                    "{op:#04x}: {got:?}"
+                );
+            }
+        }
+    }
+}
