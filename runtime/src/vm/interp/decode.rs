@@ -213,6 +213,10 @@ pub(super) mod code {
     /// sets before it that nothing reads ([`absorb_dead_sets`](super::decode)). The code of
     /// a 32-bit `exit`, which no instruction has (decoding faults it).
     pub const EXIT_CONST: u8 = BPF_JMP32 | BPF_EXIT;
+    /// A [`SET_STORE_FIXED`] followed by an `exit` (a constant stored to global data and
+    /// returned): its work, then the exit, charging `src` slots beyond its own. The code of
+    /// an `exit` of register source, which no instruction has (decoding faults it).
+    pub const SET_STORE_EXIT: u8 = BPF_JMP | BPF_EXIT | BPF_X;
 }
 
 /// Flags in the `aux` of superinstructions, above the 4-bit register field that most of them
@@ -400,6 +404,7 @@ impl Decoded {
             }
             fuse(&mut d.ops, fixed);
             fuse_lookup_inc(&mut d.ops);
+            fuse_store_exit(&mut d.ops);
             absorb_dead_sets(&mut d.ops, &live);
         }
         // The loop has no arm for these codes ([`super::exec::is_hole`]), and relies on
@@ -801,6 +806,22 @@ fn fuse_lookup_inc(ops: &mut [Op]) {
             .is_some_and(|n| n.code == code::INC_MEM && n.src == 0);
         if ops[i].code == code::LOOKUP_BRANCH && ops[i].aux == 1 && inc_follows {
             ops[i].aux |= flag::THEN_INC;
+        }
+    }
+}
+
+/// Makes each [`code::SET_STORE_FIXED`] whose next op (past its four slots) is an `exit` a
+/// [`code::SET_STORE_EXIT`] that exits too, charging the exit's slots.
+fn fuse_store_exit(ops: &mut [Op]) {
+    const EXIT: u8 = BPF_JMP | BPF_EXIT;
+    for i in 0..ops.len() {
+        let Some(exit) = ops.get(i + 4).filter(|e| e.code == EXIT) else {
+            continue;
+        };
+        if ops[i].code == code::SET_STORE_FIXED {
+            // The exit charges its own slot and, standing for a `ja`, the jump's (`aux`).
+            ops[i].src = 4 + exit.aux;
+            ops[i].code = code::SET_STORE_EXIT;
         }
     }
 }

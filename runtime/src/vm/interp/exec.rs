@@ -22,7 +22,7 @@ macro_rules! holes {
         0x01..=0x03 | 0x06 | 0x09..=0x0b | 0x0d..=0x0e | 0x11..=0x13 | 0x19..=0x1b |
         0x22..=0x23 | 0x2a..=0x2b | 0x32..=0x33 | 0x3a..=0x3b | 0x42..=0x43 | 0x49..=0x4b |
         0x51..=0x53 | 0x59..=0x5b | 0x82..=0x83 | 0x86 | 0x8a..=0x8f | 0x92..=0x93 |
-        0x99..=0x9b | 0x9d..=0x9e | 0xc1..=0xc2 | 0xc9..=0xcb | 0xd1..=0xd3 | 0xd9..=0xda |
+        0x99..=0x9b | 0x9e | 0xc1..=0xc2 | 0xc9..=0xcb | 0xd1..=0xd3 | 0xd9..=0xda |
         0xdf | 0xea | 0xf2
     };
 }
@@ -500,6 +500,20 @@ unsafe fn dispatch(
                 nframes += 1;
                 reg[10] = frame_top(stack_top, depth + nframes);
                 transfer!($at, op.off as usize);
+            }};
+        }
+        // The work of a `SET_STORE_FIXED` op (also of `SET_STORE_EXIT`).
+        macro_rules! set_store_fixed {
+            () => {{
+                reg[usize::from(op.aux & 0x0f)] = k64!();
+                let v = set_constant(op);
+                reg[dst!()] = v;
+                match (op.aux >> flag::STORE_SIZE_SHIFT) & 3 {
+                    0 => store_fixed!(u32, k64!(), v as u32),
+                    1 => store_fixed!(u16, k64!(), v as u16),
+                    2 => store_fixed!(u8, k64!(), v as u8),
+                    _ => store_fixed!(u64, k64!(), v),
+                }
             }};
         }
         // Returns from the current function, the run charged up to slot `last`.
@@ -1131,16 +1145,12 @@ unsafe fn dispatch(
                 resume!(src!());
             }
             SET_STORE_FIXED => {
-                reg[usize::from(op.aux & 0x0f)] = k64!();
-                let v = set_constant(op);
-                reg[dst!()] = v;
-                match (op.aux >> flag::STORE_SIZE_SHIFT) & 3 {
-                    0 => store_fixed!(u32, k64!(), v as u32),
-                    1 => store_fixed!(u16, k64!(), v as u16),
-                    2 => store_fixed!(u8, k64!(), v as u8),
-                    _ => store_fixed!(u64, k64!(), v),
-                }
+                set_store_fixed!();
                 resume!(4);
+            }
+            SET_STORE_EXIT => {
+                set_store_fixed!();
+                exit!(cur!() + usize::from(op.src))
             }
             MOVE_SUB => {
                 let t = usize::from(op.aux & 0x0f);

@@ -1810,3 +1810,48 @@ fn codes_without_an_arm_become_faults() {
         }
     }
 }
+
+/// A constant stored to global data and then returned (`verdict = XDP_DROP; return
+/// verdict;`) is one op that exits, directly or through the `ja` to a shared `exit`, with
+/// the plain form's result, memory and budget.
+#[test]
+fn stored_constants_exit_in_one_op() {
+    use super::decode::code;
+    use crate::vm::memory::RegionKind::MapValue;
+    let mut buf = [0u8; 8];
+    let addr = buf.as_ptr() as u64;
+    let text = format!(
+        "
+        jgt r1, 10, other
+        lddw r2, {addr:#x}
+        mov32 r0, 1
+        stxw [r2+0], r0
+        ja out
+    other:
+        lddw r2, {:#x}
+        mov64 r0, 7
+        stxw [r2+0], r0
+    out:
+        exit",
+        addr + 4
+    );
+    for (r1, want, memory) in [
+        (5, 1, [1, 0, 0, 0, 0, 0, 0, 0]),
+        (20, 7, [0, 0, 0, 0, 7, 0, 0, 0]),
+    ] {
+        buf = [0; 8];
+        let (result, ops) = run_both_forms(&text, r1, &mut buf, MapValue);
+        assert_eq!(result, Ok(want), "r1 = {r1}");
+        assert_eq!(buf, memory, "r1 = {r1}");
+        assert_eq!(
+            (ops[1].code, ops[1].src),
+            (code::SET_STORE_EXIT, 5),
+            "{ops:x?}"
+        );
+        assert_eq!(
+            (ops[6].code, ops[6].src),
+            (code::SET_STORE_EXIT, 4),
+            "{ops:x?}"
+        );
+    }
+}
