@@ -217,6 +217,11 @@ pub(super) mod code {
     /// returned): its work, then the exit, charging `src` slots beyond its own. The code of
     /// an `exit` of register source, which no instruction has (decoding faults it).
     pub const SET_STORE_EXIT: u8 = BPF_JMP | BPF_EXIT | BPF_X;
+    /// Continues `src` slots on: constant sets whose registers nothing reads after them
+    /// ([`absorb_dead_sets`](super::decode)), charged with the run they lie in as the slots
+    /// would be. The code of a 32-bit `exit` of register source, which no instruction has
+    /// (decoding faults it).
+    pub const SKIP: u8 = BPF_JMP32 | BPF_EXIT | BPF_X;
 }
 
 /// Flags in the `aux` of superinstructions, above the 4-bit register field that most of them
@@ -1048,14 +1053,17 @@ pub(super) fn set_constant(op: &Op) -> u64 {
 /// Constant sets whose registers nothing reads after them (`live`: each slot's live
 /// registers before fusion, empty when unknown), taken into the op after them so that they
 /// are never dispatched:
-/// - a constant move followed by a [`code::SET2`]: one `SET2` at the move that sets the
-///   move's register twice, over both. `xdp_globals` sets `r0` and then loads a limit it
-///   compares as an immediate.
 /// - a constant move, `ld_imm64` or `SET2` followed by a [`code::EXIT_CONST`]: the exit
 ///   moves up and charges their slots too. `xdp_globals` takes the address of a verdict in
 ///   `.rodata` and jumps to the load and `exit` that folded into one.
+/// - a `SET2` (cheaper skipped than run), and any of them before a skip: a [`code::SKIP`]
+///   over their slots. `xdp_globals` loads a sampling rate that folds to an immediate and
+///   then sets both registers again.
+/// - a constant move whose register is read, before a skip: one `SET2` that sets the move's
+///   register (twice) and covers the skip's slots. `xdp_globals` sets `r0` and then loads a
+///   limit it compares as an immediate.
 ///
-/// Runs back to front, so a chain of dead sets before an exit all go.
+/// Runs back to front, so a chain of dead sets all go.
 fn absorb_dead_sets(ops: &mut [Op], live: &[u16]) {
     const LD_IMM64: u8 = BPF_LD | BPF_IMM | BPF_DW;
     for at in (0..ops.len().saturating_sub(1)).rev() {
@@ -1069,38 +1077,54 @@ fn absorb_dead_sets(ops: &mut [Op], live: &[u16]) {
             _ if constant_move(m).is_some() => (1, 1u16 << (m.dst & 0x0f)),
             _ => continue,
         };
-        let dead_before =
-            |at: usize, written: u16| live.get(at).is_some_and(|&after| after & written == 0);
-        if let Some(exit) = ops.get(at + slots).filter(|n| n.code == code::EXIT_CONST) {
-            let aux = usize::from(exit.aux) + slots;
-            if dead_before(at + slots, written) && aux <= usize::from(u8::MAX) {
+        let dead = live
+            .get(at + slots)
+            .is_some_and(|&after| after & written == 0);
+        let Some(&next) = ops.get(at + slots) else {
+            continue;
+        };
+        match next.code {
+            code::EXIT_CONST if dead && usize::from(next.aux) + slots <= 255 => {
                 ops[at] = Op {
-                    aux: aux as u8,
-                    ..*exit
+                    aux: next.aux + slots as u8,
+                    ..next
                 };
             }
-            continue;
+            code::SKIP if dead && usize::from(next.src) + slots <= 255 => {
+                ops[at] = skip(slots + usize::from(next.src));
+            }
+            code::SKIP if usize::from(next.src) + slots <= 15 => {
+                // Only a move gets here (an `ld_imm64` is 2 slots of its own: no gain).
+                let Some(narrow) = constant_move(m) else {
+                    continue;
+                };
+                let mut merged = Op {
+                    code: code::SET2,
+                    dst: m.dst,
+                    src: (slots + usize::from(next.src)) as u8,
+                    off: m.imm as i32,
+                    imm: 0,
+                    aux: (m.dst & 0x0f) | narrow,
+                };
+                // Its other write, to the same register, moves the same value.
+                merged.imm = set_constant(&merged);
+                ops[at] = merged;
+            }
+            _ if dead && m.code == code::SET2 => ops[at] = skip(slots),
+            _ => {}
         }
-        let Some(narrow) = constant_move(m) else {
-            continue;
-        };
-        let set = ops[at + 1];
-        let slots = 1 + usize::from(set.src);
-        let written = 1u16 << (set.aux & 0x0f) | 1u16 << (set.dst & 0x0f);
-        if set.code != code::SET2 || slots > 15 || !dead_before(at + slots, written) {
-            continue;
-        }
-        let mut merged = Op {
-            code: code::SET2,
-            dst: m.dst,
-            src: slots as u8,
-            off: m.imm as i32,
-            imm: 0,
-            aux: (m.dst & 0x0f) | narrow,
-        };
-        // Its other write, to the same register, moves the same value.
-        merged.imm = set_constant(&merged);
-        ops[at] = merged;
+    }
+}
+
+/// A [`code::SKIP`] over `slots` slots.
+fn skip(slots: usize) -> Op {
+    Op {
+        code: code::SKIP,
+        dst: 0,
+        src: slots as u8,
+        off: 0,
+        imm: 0,
+        aux: 0,
     }
 }
 

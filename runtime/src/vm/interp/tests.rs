@@ -872,17 +872,24 @@ fn proven_program_keeps_its_maps_alive() {
 }
 
 /// A real object's frozen `.rodata` is folded when its program is built for the interpreter:
-/// `xdp_globals` reads its limit, sampling rate and verdict as constants, and its test of the
-/// rate against zero is gone.
+/// `xdp_globals` reads its limit and sampling rate as constants (their loads skipped or
+/// folded into a set), returns its sampled verdict (`XDP_TX`) as a constant exit, and its
+/// test of the rate against zero is gone.
 #[test]
 fn real_rodata_is_folded() {
+    use super::decode::code;
     let vm = globals_vm();
     let ops = &vm.program().decoded.ops;
     let sets = ops
         .iter()
-        .filter(|op| op.code == super::decode::code::SET2)
+        .filter(|op| matches!(op.code, code::SET2 | code::SKIP))
         .count();
     assert!(sets >= 2, "{ops:x?}");
+    assert!(
+        ops.iter()
+            .any(|op| op.code == code::EXIT_CONST && op.imm == 3),
+        "{ops:x?}"
+    );
     assert!(
         ops.iter()
             .enumerate()
@@ -1310,11 +1317,13 @@ fn frozen_constants_fold_as_the_verifier_folds_them() {
     let codes = codes_of(&ops);
     // 1234 % 4 = 2, t = 1232.
     assert_eq!(result, Ok(2 << 32 | 1232));
-    assert_eq!(codes[2], code::SET2, "{codes:x?}");
+    // The limit's load folds (a SET2), and as nothing reads its registers, a skip of it.
+    assert_eq!(codes[2], code::SKIP, "{codes:x?}");
     // The limit's jump takes the limit as its immediate; the zero test is a no-op covered
-    // by the op before it; the remainder takes its divisor's move and its test.
+    // by the op before it (skipped too); the remainder takes its divisor's move and its
+    // test.
     assert_eq!(codes[5], BPF_JMP | 0xa0 | BPF_K, "{codes:x?}");
-    assert_eq!(codes[6], code::SET2, "{codes:x?}");
+    assert_eq!(codes[6], code::SKIP, "{codes:x?}");
     assert_eq!(ops[6].src, 4, "the no-op is covered");
     assert_eq!(codes[10], code::UREM64, "{codes:x?}");
     let urem_flags = flag::UREM_BY_IMM | flag::UREM_SET_SRC | flag::UREM_BRANCH;
@@ -1471,12 +1480,13 @@ fn known_values_become_immediates_in_every_width() {
     assert_eq!(ops[16].code, BPF_JMP | BPF_JA, "{:x?}", ops[16]);
 
     // Fourteen never-taken jumps on a constant: one op covers the first twelve (fifteen
-    // slots in all), the next op the rest.
+    // slots in all), the next op the rest. (r3 is read as the immediate it became: the
+    // SET2 is a skip.)
     let jumps = "jeq r3, 0, out\n".repeat(14);
     let text = format!("lddw r2, {addr:#x}\nldxw r3, [r2+0]\n{jumps}mov64 r0, r3\nout:\nexit");
     let (result, ops) = run_both_forms(&text, 0, &mut buf, Constant);
     assert_eq!(result, Ok(3));
-    assert_eq!((ops[0].code, ops[0].src), (code::SET2, 15), "{:x?}", ops[0]);
+    assert_eq!((ops[0].code, ops[0].src), (code::SKIP, 15), "{:x?}", ops[0]);
     assert!(
         (15..17).all(|i| ops[i] == super::fold::no_op(i)),
         "{:x?}",
