@@ -1094,7 +1094,8 @@ fn absorb_dead_sets(ops: &mut [Op], live: &[u16]) {
                 ops[at] = skip(slots + usize::from(next.src));
             }
             code::SKIP if usize::from(next.src) + slots <= 15 => {
-                // Only a move gets here (an `ld_imm64` is 2 slots of its own: no gain).
+                // Only a constant move merges (an `ld_imm64` or a `SET2` would need a set
+                // of its own register kept).
                 let Some(narrow) = constant_move(m) else {
                     continue;
                 };

@@ -1237,7 +1237,8 @@ unsafe fn dispatch(
                 }
             }
             FAULT => return Err(Box::new(decoded.faults[op.imm as usize].clone())),
-            // SAFETY: decoding replaces every op of these codes by a fault (`decode::HOLES`).
+            // SAFETY: decoding makes every op of these codes a fault (its last pass, over
+            // `is_hole`), so no op the loop fetches has one.
             holes!() => unsafe { std::hint::unreachable_unchecked() },
         }
     }

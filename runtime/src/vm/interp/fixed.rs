@@ -31,11 +31,12 @@
 //! the state is the one the jump saw). Slots reached several ways, function entries, return
 //! addresses and backward-jump targets start with nothing known. A way is dropped only when
 //! it is never taken: the side of a decided jump it does not take, the target of a `ja` that
-//! became an exit, and the ways out of a slot left with no way in (entries are never dropped, so such a slot is dead). The region
-//! outlives the program: the maps whose storage the regions are own the program's relocated
-//! addresses too (the JIT embeds the same addresses), and a program only ever runs with its
-//! own maps. And a constant region never changes: a frozen map refuses every user write, and its region is
-//! not writable by programs (loads, stores and helpers all check the permission).
+//! became an exit, and the ways out of a slot left with no way in (entries are never
+//! dropped, so such a slot is dead). The region outlives the program: the maps whose storage
+//! the regions are own the program's relocated addresses too (the JIT embeds the same
+//! addresses), and a program only ever runs with its own maps. And a constant region never
+//! changes: a frozen map refuses every user write, and its region is not writable by
+//! programs (loads, stores and helpers all check the permission).
 
 use super::decode::code;
 use super::decode::Op;
