@@ -222,6 +222,10 @@ pub(super) mod code {
     /// would be. The code of a 32-bit `exit` of register source, which no instruction has
     /// (decoding faults it).
     pub const SKIP: u8 = BPF_JMP32 | BPF_EXIT | BPF_X;
+    /// `dst = imm`, then continues `src` slots on: a constant move whose register is read,
+    /// before a [`SKIP`] ([`absorb_dead_sets`](super::decode)). The code of a 32-bit `ja` of
+    /// register source, which no instruction has (decoding faults it).
+    pub const SET_SKIP: u8 = BPF_JMP32 | BPF_X;
 }
 
 /// Flags in the `aux` of superinstructions, above the 4-bit register field that most of them
@@ -1059,9 +1063,9 @@ pub(super) fn set_constant(op: &Op) -> u64 {
 /// - a `SET2` (cheaper skipped than run), and any of them before a skip: a [`code::SKIP`]
 ///   over their slots. `xdp_globals` loads a sampling rate that folds to an immediate and
 ///   then sets both registers again.
-/// - a constant move whose register is read, before a skip: one `SET2` that sets the move's
-///   register (twice) and covers the skip's slots. `xdp_globals` sets `r0` and then loads a
-///   limit it compares as an immediate.
+/// - a constant move whose register is read, before a skip: a [`code::SET_SKIP`] that moves
+///   the value and covers the skip's slots. `xdp_globals` sets `r0` and then loads a limit
+///   it compares as an immediate.
 ///
 /// Runs back to front, so a chain of dead sets all go.
 fn absorb_dead_sets(ops: &mut [Op], live: &[u16]) {
@@ -1093,23 +1097,25 @@ fn absorb_dead_sets(ops: &mut [Op], live: &[u16]) {
             code::SKIP if dead && usize::from(next.src) + slots <= 255 => {
                 ops[at] = skip(slots + usize::from(next.src));
             }
-            code::SKIP if usize::from(next.src) + slots <= 15 => {
+            code::SKIP if usize::from(next.src) + slots <= 255 => {
                 // Only a constant move merges (an `ld_imm64` or a `SET2` would need a set
                 // of its own register kept).
                 let Some(narrow) = constant_move(m) else {
                     continue;
                 };
-                let mut merged = Op {
-                    code: code::SET2,
+                ops[at] = Op {
+                    code: code::SET_SKIP,
                     dst: m.dst,
                     src: (slots + usize::from(next.src)) as u8,
-                    off: m.imm as i32,
-                    imm: 0,
-                    aux: (m.dst & 0x0f) | narrow,
+                    off: 0,
+                    // The value the move wrote: a `mov32` zero-extends its immediate.
+                    imm: if narrow != 0 {
+                        u64::from(m.imm as u32)
+                    } else {
+                        m.imm
+                    },
+                    aux: 0,
                 };
-                // Its other write, to the same register, moves the same value.
-                merged.imm = set_constant(&merged);
-                ops[at] = merged;
             }
             _ if dead && m.code == code::SET2 => ops[at] = skip(slots),
             _ => {}
