@@ -1100,7 +1100,7 @@ fn absorb_dead_sets(ops: &mut [Op], live: &[u16]) {
             code::SKIP if usize::from(next.src) + slots <= 255 => {
                 // Only a constant move merges (an `ld_imm64` or a `SET2` would need a set
                 // of its own register kept).
-                let Some(narrow) = constant_move(m) else {
+                let Some(value) = super::fold::moved_constant(&m) else {
                     continue;
                 };
                 ops[at] = Op {
@@ -1108,12 +1108,7 @@ fn absorb_dead_sets(ops: &mut [Op], live: &[u16]) {
                     dst: m.dst,
                     src: (slots + usize::from(next.src)) as u8,
                     off: 0,
-                    // The value the move wrote: a `mov32` zero-extends its immediate.
-                    imm: if narrow != 0 {
-                        u64::from(m.imm as u32)
-                    } else {
-                        m.imm
-                    },
+                    imm: value,
                     aux: 0,
                 };
             }

@@ -1225,9 +1225,9 @@ unsafe fn dispatch(
                             1 if r0 == 0 => transfer!(cur!() + 3, op.off as usize),
                             2 if r0 != 0 => transfer!(cur!() + 3, op.off as usize),
                             1 if op.aux & flag::THEN_INC != 0 => {
-                                // SAFETY: decoding set THEN_INC only where the slot 4 after this one
-                                // exists and holds an INC_MEM (three slots, the last at most
-                                // the sentinel's predecessor).
+                                // SAFETY: decoding set THEN_INC only where the slot 4 after
+                                // this one exists and holds an INC_MEM (three slots, the last
+                                // at most the sentinel's predecessor).
                                 let inc = unsafe { *ops.get_unchecked(cur!() + 4) };
                                 inc_mem!(inc, cur!() + 4);
                                 resume!(7);

@@ -296,12 +296,13 @@ pub(super) unsafe fn prove(ops: &mut [Op], functions: &[usize], regions: &[Regio
                 known[dst] = None;
                 ctx &= !dst_bit;
             }
-            // A `ja` to a tail that puts a known value in r0 and exits is that exit: the
-            // tail no longer comes in this way.
-            c if c == BPF_JMP | BPF_JA && op.off >= 0 => {
-                let target = op.off as usize;
+            // Conditional jumps, `ja` and `exit` write nothing: the state flows on to the
+            // fall-through and, kept here, to a target that only this jump reaches. A `ja`
+            // to a tail that puts a known value in r0 and exits is that exit: the tail no
+            // longer comes in this way.
+            _ if matches!(class, BPF_JMP | BPF_JMP32) && op.code & 0xf0 != BPF_CALL => {
                 // SAFETY: the regions are readable memory (contract).
-                if let Some(value) = unsafe { constant_exit(ops, target, &known, regions) } {
+                if let Some(value) = unsafe { constant_exit(&op, ops, &known, regions) } {
                     ops[pc] = Op {
                         code: code::EXIT_CONST,
                         dst: 0,
@@ -311,15 +312,8 @@ pub(super) unsafe fn prove(ops: &mut [Op], functions: &[usize], regions: &[Regio
                         // The tail's two slots.
                         aux: 2,
                     };
-                    remove_way(&mut ways, target, Way::Jump(pc));
-                } else if target > pc {
-                    at_jump.insert(pc, (known, ctx));
-                }
-            }
-            // Conditional jumps, `ja` and `exit` write nothing: the state flows on to the
-            // fall-through and, kept here, to a target that only this jump reaches.
-            _ if matches!(class, BPF_JMP | BPF_JMP32) && op.code & 0xf0 != BPF_CALL => {
-                if jump_target(&op).is_some_and(|t| t > pc) {
+                    remove_way(&mut ways, op.off as usize, Way::Jump(pc));
+                } else if jump_target(&op).is_some_and(|t| t > pc) {
                     at_jump.insert(pc, (known, ctx));
                 }
             }
@@ -335,28 +329,33 @@ pub(super) unsafe fn prove(ops: &mut [Op], functions: &[usize], regions: &[Regio
     ctx_extent
 }
 
-/// The value r0 holds at the `exit` of a tail at `target` that only writes r0 with a value
-/// known from `known` (the state of a jump to it) and exits: `mov r0, k` (either width), or
-/// a load into r0 from constant memory through a register of known value (or proven there
-/// already). `None` for any other tail.
+/// The value r0 holds at the `exit` of the tail a `ja` (`op`) goes to, when the tail only
+/// writes r0 with a value known from `known` (the state at the jump) and exits: `mov r0, k`
+/// (either width), or a load into r0 from constant memory through a register of known value
+/// (or proven there already). `None` for any other op or tail.
 ///
 /// # Safety
 /// Every region in `regions` is memory valid for reads.
 unsafe fn constant_exit(
+    op: &Op,
     ops: &[Op],
-    target: usize,
     known: &[Option<u64>; 16],
     regions: &[Region],
 ) -> Option<u64> {
+    if op.code != BPF_JMP | BPF_JA {
+        return None;
+    }
+    let target = usize::try_from(op.off).ok()?;
     let (set, exit) = (ops.get(target)?, ops.get(target + 1)?);
     // A real `exit` (the fused forms come later).
     if exit.code != BPF_JMP | BPF_EXIT || set.dst & 0x0f != 0 {
         return None;
     }
+    if let Some(value) = fold::moved_constant(set) {
+        return Some(value);
+    }
     let len = mem_width(set.code) as u64;
     let address = match set.code {
-        c if c == BPF_ALU64 | BPF_MOV | BPF_K => return Some(set.imm),
-        c if c == BPF_ALU | BPF_MOV | BPF_K => return Some(u64::from(set.imm as u32)),
         c if c & !0x18 == BPF_LDX | BPF_MEM => {
             known[usize::from(set.src & 0x0f)]?.wrapping_add(set.off as i64 as u64)
         }

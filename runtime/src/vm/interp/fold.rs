@@ -42,6 +42,16 @@ pub(super) unsafe fn constant_load(regions: &[Region], addr: u64, len: u64) -> O
     Some(value)
 }
 
+/// The value `op` writes if it is a `mov d, k` of either width (a `mov32` zero-extends its
+/// immediate's low half); `None` for any other op.
+pub(super) fn moved_constant(op: &Op) -> Option<u64> {
+    match op.code {
+        c if c == BPF_ALU64 | BPF_MOV | BPF_K => Some(op.imm),
+        c if c == BPF_ALU | BPF_MOV | BPF_K => Some(u64::from(op.imm as u32)),
+        _ => None,
+    }
+}
+
 /// Whether `v` is the sign extension of a 32-bit immediate: the form decoding gives every
 /// immediate but `ld_imm64`'s, which the fused ops that copy an immediate rely on.
 pub(super) fn fits_immediate(v: u64) -> bool {
