@@ -1087,17 +1087,20 @@ fn absorb_dead_sets(ops: &mut [Op], live: &[u16]) {
         let Some(&next) = ops.get(at + slots) else {
             continue;
         };
+        // Whether the merged op can count these slots and the next op's `count` in the
+        // one-byte field it keeps them in.
+        let fits = |count: u8| slots + usize::from(count) <= usize::from(u8::MAX);
         match next.code {
-            code::EXIT_CONST if dead && usize::from(next.aux) + slots <= 255 => {
+            code::EXIT_CONST if dead && fits(next.aux) => {
                 ops[at] = Op {
                     aux: next.aux + slots as u8,
                     ..next
                 };
             }
-            code::SKIP if dead && usize::from(next.src) + slots <= 255 => {
+            code::SKIP if dead && fits(next.src) => {
                 ops[at] = skip(slots + usize::from(next.src));
             }
-            code::SKIP if usize::from(next.src) + slots <= 255 => {
+            code::SKIP if fits(next.src) => {
                 // Only a constant move merges (an `ld_imm64` or a `SET2` would need a set
                 // of its own register kept).
                 let Some(value) = super::fold::moved_constant(&m) else {
