@@ -9,8 +9,11 @@
 //!   regions its caller registered (plus the interpreter's own stack). Two kinds of access
 //!   are proven at decoding instead: through r10, inside the frame, in a program that never
 //!   writes r10; and through a constant address inside the storage of an array map the
-//!   decoded program itself holds (`fixed`: global data, direct array values). The caller
-//!   guarantees that every registered region is live, mapped memory for the whole run.
+//!   decoded program itself holds (`fixed`: global data, direct array values). A run of byte
+//!   moves fused into one op (`shuffle`) checks the whole span it touches through its base
+//!   register at once, and runs its slots one by one, each checked, when that check fails.
+//!   The caller guarantees that every registered region is live, mapped memory for the
+//!   whole run.
 //! - Arithmetic follows the kernel: wrapping, `x / 0 = 0`, `x % 0 = x`, shifts masked, 32-bit
 //!   results zero-extended, ALU64 immediates sign-extended.
 //! - bpf-to-bpf calls get a fresh 512-byte frame carved out of one fixed stack of
@@ -29,6 +32,7 @@ mod fold;
 mod inline;
 mod live;
 mod mem;
+mod shuffle;
 
 pub(crate) use decode::Decoded;
 

@@ -31,7 +31,7 @@ use crate::vm::memory::{Access, Region};
 pub(super) mod code {
     use crate::vm::insn::{
         BPF_ALU, BPF_ALU64, BPF_B, BPF_DW, BPF_EXIT, BPF_H, BPF_JMP, BPF_JMP32, BPF_LD, BPF_LDX,
-        BPF_ST, BPF_STX, BPF_W, BPF_X,
+        BPF_NEG, BPF_ST, BPF_STX, BPF_W, BPF_X,
     };
 
     /// `dst = *(size *)(r10 + off)`, offset proven inside the frame.
@@ -226,6 +226,10 @@ pub(super) mod code {
     /// before a [`SKIP`] ([`absorb_dead_sets`](super::decode)). The code of a 32-bit `ja` of
     /// register source, which no instruction has (decoding faults it).
     pub const SET_SKIP: u8 = BPF_JMP32 | BPF_X;
+    /// A run of byte moves (loads, stores, moves, byte shifts and masks) as one gather and
+    /// one scatter: `imm` indexes the decoded program's list of them (`shuffle`). A code no
+    /// instruction has (`neg` by register).
+    pub const SHUFFLE: u8 = BPF_ALU | BPF_NEG | BPF_X;
 }
 
 /// Flags in the `aux` of superinstructions, above the 4-bit register field that most of them
@@ -294,6 +298,8 @@ pub(crate) struct Decoded {
     /// How many bytes from the run's initial r1 the [`code::LDX_CTX`] ops read, at most
     /// (0: there are none).
     pub(super) ctx_extent: u64,
+    /// The runs of byte moves the [`code::SHUFFLE`] ops stand for, indexed by their `imm`.
+    pub(super) shuffles: Box<[super::shuffle::Shuffle]>,
     /// The maps whose storage the `*_FIXED` ops access without a check, held so that the
     /// storage lives as long as this form of the program, wherever it is run. Never read.
     _owners: Box<[Arc<dyn Map>]>,
@@ -404,6 +410,7 @@ impl Decoded {
         #[cfg(not(test))]
         let plain = false;
         let mut ctx_extent = 0;
+        let mut shuffles = Vec::new();
         if !plain {
             let mut live = Vec::new();
             if prove {
@@ -411,10 +418,14 @@ impl Decoded {
                 ctx_extent = unsafe { super::fixed::prove(&mut d.ops, functions, fixed) };
                 live = super::live::live_in(&d.ops, functions);
             }
+            // The runs of byte moves are found in the ops as they are before fusion (each
+            // slot its own instruction), and replace whatever fusion put at their start.
+            let unfused = d.ops.clone();
             fuse(&mut d.ops, fixed);
             fuse_lookup_inc(&mut d.ops);
             fuse_store_exit(&mut d.ops);
             absorb_dead_sets(&mut d.ops, &live);
+            shuffles = super::shuffle::fuse_runs(&mut d.ops, &unfused, &live);
         }
         // The loop has no arm for these codes ([`super::exec::is_hole`]), and relies on
         // meeting none: each becomes the fault the instruction raises, naming its slot.
@@ -432,6 +443,7 @@ impl Decoded {
             helpers: d.helpers.into_boxed_slice(),
             faults: d.faults.into_boxed_slice(),
             ctx_extent,
+            shuffles: shuffles.into_boxed_slice(),
             _owners: owners,
         }
     }

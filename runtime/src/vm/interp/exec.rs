@@ -21,7 +21,7 @@ macro_rules! holes {
     () => {
         0x01..=0x03 | 0x06 | 0x09..=0x0b | 0x0d | 0x11..=0x13 | 0x19..=0x1b |
         0x22..=0x23 | 0x2a..=0x2b | 0x32..=0x33 | 0x3a..=0x3b | 0x42..=0x43 | 0x49..=0x4b |
-        0x51..=0x53 | 0x59..=0x5b | 0x82..=0x83 | 0x86 | 0x8a..=0x8f | 0x92..=0x93 |
+        0x51..=0x53 | 0x59..=0x5b | 0x82..=0x83 | 0x86 | 0x8a..=0x8b | 0x8d..=0x8f | 0x92..=0x93 |
         0x99..=0x9b | 0xc1..=0xc2 | 0xc9..=0xcb | 0xd1..=0xd3 | 0xd9..=0xda |
         0xdf | 0xea | 0xf2
     };
@@ -1239,6 +1239,17 @@ unsafe fn dispatch(
                     // Neither an array nor a hash map: the call's own op runs the helper.
                     None => resume!(2),
                 }
+            }
+            SHUFFLE => {
+                // SAFETY: decoding indexed a run it built; the contract of `shuffle::run` is
+                // the loop's own for memory ops (r10 proven as for the stack ops).
+                let run = unsafe { decoded.shuffles.get_unchecked(op.imm as usize) };
+                // SAFETY: see above.
+                if !unsafe { super::shuffle::run(run, &mut reg, &mut windows, env) } {
+                    // SAFETY: see above.
+                    unsafe { super::shuffle::run_checked(run, &mut reg, &mut windows, env) }?;
+                }
+                resume!(run.slots);
             }
             FAULT => return Err(Box::new(decoded.faults[op.imm as usize].clone())),
             // SAFETY: decoding makes every op of these codes a fault (its last pass, over

@@ -164,6 +164,22 @@ impl Windows {
         unsafe { self.check(env, 0, addr, len, Access::Read) }.is_ok()
     }
 
+    /// Whether an `access` of `[addr, addr + len)` is allowed, without raising a fault.
+    ///
+    /// # Safety
+    /// As [`Windows::check`].
+    #[inline(always)]
+    pub(super) unsafe fn allows(
+        &mut self,
+        env: *const RunEnv,
+        addr: u64,
+        len: u64,
+        access: Access,
+    ) -> bool {
+        // SAFETY: forwarded contract.
+        unsafe { self.check(env, 0, addr, len, access) }.is_ok()
+    }
+
     /// Checks an access: a window hit, else a scan of the run's regions, which on success
     /// becomes the most recent window.
     ///

@@ -1120,11 +1120,13 @@ fn memory_copies_match_their_slots() {
     use super::decode::code::COPY_MEM;
     let mut buf = [0u8; 32];
     buf[0..8].copy_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes());
+    // The add keeps the four copies from forming one run of byte moves (`shuffle`).
     let text = "
         ldxb r2, [r1+0]
         stxb [r1+8], r2
         ldxh r3, [r1+0]
         stxh [r1+10], r3
+        add64 r9, 1
         ldxw r4, [r1+0]
         stxw [r1+12], r4
         ldxdw r5, [r1+0]
@@ -1134,7 +1136,7 @@ fn memory_copies_match_their_slots() {
         add64 r0, r4
         exit";
     let codes = decoded_codes(text);
-    for at in [0, 2, 4, 6] {
+    for at in [0, 2, 5, 7] {
         assert_eq!(codes[at] & !0x18, COPY_MEM, "{codes:x?}");
     }
     assert_eq!(run_on(text, &mut buf), Ok(0x88 + 0x7788 + 0x5566_7788));
@@ -1864,4 +1866,186 @@ fn stored_constants_exit_in_one_op() {
             "{ops:x?}"
         );
     }
+}
+
+/// The MAC swap clang makes of `swap_macs` (three `__builtin_memcpy`s of six bytes through a
+/// stack temporary, put together with shifts and ors), as in `xdp_tx.o`.
+const SWAP_MACS: &str = "
+        ldxb r2, [r1+11]
+        lsh32 r2, 8
+        ldxb r3, [r1+10]
+        or32 r2, r3
+        stxh [r10-4], r2
+        ldxb r2, [r1+7]
+        lsh32 r2, 8
+        ldxb r3, [r1+6]
+        or32 r2, r3
+        ldxb r3, [r1+9]
+        lsh32 r3, 8
+        ldxb r4, [r1+8]
+        or32 r3, r4
+        lsh32 r3, 16
+        or32 r3, r2
+        stxw [r10-8], r3
+        ldxb r2, [r1+2]
+        stxb [r1+8], r2
+        ldxb r2, [r1+3]
+        stxb [r1+9], r2
+        ldxb r2, [r1+0]
+        stxb [r1+6], r2
+        ldxb r2, [r1+1]
+        stxb [r1+7], r2
+        ldxb r2, [r1+4]
+        stxb [r1+10], r2
+        ldxb r2, [r1+5]
+        stxb [r1+11], r2
+        ldxw r2, [r10-8]
+        mov32 r3, r2
+        rsh32 r3, 16
+        stxb [r1+2], r3
+        mov32 r3, r2
+        rsh32 r3, 24
+        stxb [r1+3], r3
+        stxb [r1+0], r2
+        rsh32 r2, 8
+        stxb [r1+1], r2
+        ldxh r2, [r10-4]
+        stxb [r1+4], r2
+        rsh32 r2, 8
+        stxb [r1+5], r2";
+
+/// A run of byte moves (loads, stores, moves, byte shifts and masks) runs as one op that
+/// leaves memory and registers as its slots do: the MAC swap; registers read after the run,
+/// with and without liveness; constants and masks; jumps into the run; faults part-way
+/// through, at the faulting slot after the same writes; and a base that points into the
+/// frame the run also writes (the checked slow path).
+#[test]
+fn byte_move_runs_match_their_slots() {
+    use super::decode::code::SHUFFLE;
+    use crate::vm::memory::RegionKind::{MapValue, ReadOnly};
+    let frame: Vec<u8> = (1..=14).collect();
+    let mut buf = frame.clone();
+    let r1 = buf.as_mut_ptr() as u64;
+    // The swap, the verdict set inside the run; every register written is dead after it.
+    // (The add makes r1 a plain pointer: loads through the run's initial r1 are context
+    // loads, see `fixed`.)
+    let text = format!("add64 r1, 0\n{SWAP_MACS}\nmov32 r0, 3\nexit");
+    let (result, ops) = run_both_forms(&text, r1, &mut buf, MapValue);
+    assert_eq!(result, Ok(3));
+    assert_eq!(ops[1].code, SHUFFLE, "{:x?}", codes_of(&ops));
+    let mut want = frame.clone();
+    want[..6].copy_from_slice(&frame[6..12]);
+    want[6..12].copy_from_slice(&frame[..6]);
+    assert_eq!(buf, want);
+    assert_eq!(run_on(&text, &mut buf), Ok(3));
+    assert_eq!(buf, frame, "swapped twice");
+    // Registers the run leaves are read after it: r2 = the old half of bytes 10..12 >> 8
+    // (byte 11: 12), r3 = the old word of bytes 6..10 >> 24 (byte 9: 10), r4 = byte 8 (9);
+    // and the frame holds the temporaries.
+    let text = format!(
+        "add64 r1, 0
+        {SWAP_MACS}
+        ldxw r5, [r10-8]
+        ldxh r6, [r10-4]
+        lsh64 r3, 8
+        or64 r3, r2
+        lsh64 r3, 8
+        or64 r3, r4
+        lsh64 r3, 32
+        mov64 r0, r5
+        add64 r0, r6
+        add64 r0, r3
+        exit"
+    );
+    let word = u64::from(u32::from_le_bytes([7, 8, 9, 10]));
+    let half = u64::from(u16::from_le_bytes([11, 12]));
+    let regs = (10u64 << 16 | 12 << 8 | 9) << 32;
+    assert_eq!(run_on(&text, &mut buf), Ok(word + half + regs));
+    assert_eq!(decoded_codes(&text)[1], SHUFFLE);
+    buf.copy_from_slice(&frame);
+    assert_eq!(
+        run_both_forms(&text, r1, &mut buf, MapValue).0,
+        Ok(word + half + regs)
+    );
+    // Too short for the swap: the plain form faults at the first store past the end, after
+    // the writes before it; the fused form does the same.
+    let mut short = frame[..10].to_vec();
+    let r1_short = short.as_mut_ptr() as u64;
+    let (result, _) = run_both_forms(&text, r1_short, &mut short, MapValue);
+    assert!(
+        matches!(result, Err(VmError::OutOfBounds { insn: 1, .. })),
+        "{result:?}"
+    );
+    // Read-only: the first store faults, nothing is written.
+    buf.copy_from_slice(&frame);
+    let (result, _) = run_both_forms(&text, r1, &mut buf, ReadOnly);
+    assert!(
+        matches!(result, Err(VmError::OutOfBounds { insn: 18, .. })),
+        "{result:?}"
+    );
+    assert_eq!(buf, frame);
+    // Constants, masks and 64-bit shifts; a store of an immediate; a load that sees the
+    // run's own store.
+    let text = "
+        add64 r1, 0
+        ldxdw r2, [r1+0]
+        and64 r2, 0xff00ff
+        stb [r1+8], 0x7f
+        ldxh r3, [r1+8]
+        lsh64 r3, 40
+        or64 r2, r3
+        mov64 r4, 0x1100
+        or64 r2, r4
+        stxdw [r1+0], r2
+        stxw [r10-8], r2
+        ldxw r5, [r10-8]
+        rsh64 r2, 40
+        stxh [r1+12], r2
+        mov64 r0, r5
+        exit";
+    let (result, ops) = run_both_forms(text, r1, &mut buf, MapValue);
+    assert_eq!(ops[1].code, SHUFFLE, "{:x?}", codes_of(&ops));
+    let first = u64::from_le_bytes(frame[..8].try_into().unwrap()) & 0xff00ff;
+    let r2 = first | u64::from(u16::from_le_bytes([0x7f, 10])) << 40 | 0x1100;
+    assert_eq!(result, Ok(r2 & 0xffff_ffff));
+    assert_eq!(buf[..8], r2.to_le_bytes());
+    assert_eq!(buf[12..14], ((r2 >> 40) as u16).to_le_bytes());
+    buf.copy_from_slice(&frame);
+    // Entered in the middle (at the word's assembly): the slots from there run as they are.
+    let text = format!(
+        "
+        add64 r1, 0
+        mov64 r2, 0
+        jeq r2, 0, mid
+        mov64 r2, 1
+        {}
+    mid:
+        {}
+        mov32 r0, 3
+        exit",
+        SWAP_MACS.lines().take(6).collect::<Vec<_>>().join("\n"),
+        SWAP_MACS.lines().skip(6).collect::<Vec<_>>().join("\n"),
+    );
+    let (result, _) = run_both_forms(&text, r1, &mut buf, MapValue);
+    assert_eq!(result, Ok(3));
+    buf.copy_from_slice(&frame);
+    // The base points into the frame the run writes through r10: the frame stores and the
+    // base accesses meet, which only the slot-by-slot path gets right.
+    let text = "
+        mov64 r6, r10
+        add64 r6, -16
+        stdw [r10-16], 0
+        stb [r10-16], 1
+        stb [r10-15], 2
+        ldxb r3, [r6+0]
+        ldxh r4, [r6+0]
+        stxh [r6+2], r4
+        ldxw r5, [r10-16]
+        mov64 r0, r5
+        lsh64 r0, 8
+        or64 r0, r3
+        exit";
+    let want = u64::from(u32::from_le_bytes([1, 2, 1, 2])) << 8 | 1;
+    assert_eq!(run_on(text, &mut buf), Ok(want));
+    assert!(decoded_codes(text).contains(&SHUFFLE));
 }
