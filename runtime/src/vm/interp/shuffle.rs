@@ -33,11 +33,21 @@ use crate::vm::memory::Access;
 /// Largest buffer a run may need: its changed memory bytes plus eight per register it
 /// leaves live.
 const BUF: usize = 64;
-/// Fewest loads and stores, and fewest slots, that make a run worth one op: shorter runs are
-/// cheaper as the pair and quad superinstructions of [`super::decode`].
-const MIN_ACCESSES: usize = 6;
-/// See [`MIN_ACCESSES`].
-const MIN_SLOTS: usize = 8;
+/// Rough costs, in machine instructions, that decide whether a run is worth its op, and
+/// which of the runs from a slot is worth most (callgrind on the built-in programs): a slot
+/// of the loop (its dispatch; superinstructions share one among several slots) and the check
+/// of an access through a register, against the fused op's entry and span check, each
+/// segment it copies and each register it sets. Short runs of cheap frame ops are better
+/// left to the loop.
+const SLOT_COST: usize = 8;
+/// See [`SLOT_COST`].
+const CHECK_COST: usize = 10;
+/// See [`SLOT_COST`].
+const RUN_COST: usize = 40;
+/// See [`SLOT_COST`].
+const SEGMENT_COST: usize = 14;
+/// See [`SLOT_COST`].
+const RESULT_COST: usize = 6;
 
 /// Which memory a byte of a run lies in.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -234,7 +244,8 @@ struct Model {
     read: Option<(i64, i64)>,
     write: Option<(i64, i64)>,
     frame: bool,
-    accesses: usize,
+    /// Loads and stores through the base (each a check in the loop).
+    checked: usize,
 }
 
 /// Widens `range` to cover `[lo, hi)`.
@@ -261,7 +272,7 @@ impl Model {
             read: None,
             write: None,
             frame: false,
-            accesses: 0,
+            checked: 0,
         }
     }
 
@@ -393,14 +404,8 @@ impl Model {
                 self.set(dst, lanes);
             }
         }
-        if matches!(
-            step,
-            Step::Load { .. }
-                | Step::LoadFrame { .. }
-                | Step::Store { .. }
-                | Step::StoreFrame { .. }
-        ) {
-            self.accesses += 1;
+        if matches!(step, Step::Load { .. } | Step::Store { .. }) {
+            self.checked += 1;
         }
         true
     }
@@ -506,29 +511,45 @@ impl Model {
     }
 }
 
-/// The longest run from slot `first` of `plain` worth one op, with the slot after it. `live`
-/// gives the registers read after each slot (empty: all of them, as far as known).
-fn longest_run(plain: &[Op], first: usize, live: &[u16]) -> Option<(Shuffle, usize)> {
+/// The run from slot `first` of `plain` worth most as one op, if one is worth it (see
+/// [`SLOT_COST`]), with the slot after it. `live` gives the registers read after each slot
+/// (empty: all of them, as far as known).
+fn best_run(plain: &[Op], first: usize, live: &[u16]) -> Option<(Shuffle, usize)> {
     if !cfg!(target_endian = "little") {
         // The buffer holds register bytes in memory order.
         return None;
     }
+    // Tests of the op's semantics fuse every run they can, the longest, whatever it costs.
+    #[cfg(test)]
+    let any = super::tests::ANY_RUN.with(|a| a.get());
+    #[cfg(not(test))]
+    let any = false;
     let mut model = Model::new();
     let mut best = None;
+    let mut best_saving = 0;
     for (i, op) in plain.iter().enumerate().skip(first) {
         if !step(op).is_some_and(|s| model.apply(s)) || model.mem.len() > BUF {
             break;
         }
         let end = i + 1;
-        if end - first >= MIN_SLOTS && model.accesses >= MIN_ACCESSES {
-            let after = if live.is_empty() {
-                u16::MAX
-            } else {
-                live.get(end).copied().unwrap_or(u16::MAX)
-            };
-            if let Some(s) = model.plan(&plain[first..end], first, after) {
-                best = Some((s, end));
-            }
+        let in_loop = SLOT_COST * (end - first) + CHECK_COST * model.checked;
+        if in_loop <= best_saving + RUN_COST && !any {
+            continue;
+        }
+        let after = if live.is_empty() {
+            u16::MAX
+        } else {
+            live.get(end).copied().unwrap_or(u16::MAX)
+        };
+        let Some(s) = model.plan(&plain[first..end], first, after) else {
+            continue;
+        };
+        let fused = RUN_COST
+            + SEGMENT_COST * (s.gathers.len() + s.scatters.len())
+            + RESULT_COST * s.results.len();
+        if in_loop > fused + best_saving || any {
+            best_saving = in_loop.saturating_sub(fused);
+            best = Some((s, end));
         }
     }
     best
@@ -543,7 +564,7 @@ pub(super) fn fuse_runs(ops: &mut [Op], plain: &[Op], live: &[u16]) -> Vec<Shuff
     while pc < plain.len() {
         // A LOOKUP_BRANCH may run the INC_MEM four slots on itself: that op stays.
         let run = (ops[pc].code != code::INC_MEM)
-            .then(|| longest_run(plain, pc, live))
+            .then(|| best_run(plain, pc, live))
             .flatten();
         match run {
             Some((s, end)) => {
