@@ -2059,3 +2059,111 @@ fn byte_move_runs_match_their_slots() {
     assert!(decoded_codes(text).contains(&SHUFFLE));
     ANY_RUN.with(|a| a.set(false));
 }
+
+/// Random straight-line programs of byte moves (accesses through a buffer pointer, or through
+/// a pointer into the frame, and through r10; moves, byte shifts, masks), fused into runs
+/// wherever one can be (`ANY_RUN`) and with the cost model, run against their plain form:
+/// the same result or fault, buffer and frame.
+#[test]
+fn random_byte_moves_match_their_slots() {
+    use crate::vm::memory::RegionKind::MapValue;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_b17e);
+    let widths = [("b", 1), ("h", 2), ("w", 4), ("dw", 8)];
+    let mut fused_runs = 0;
+    for case in 0..400 {
+        // r6 points into the frame (32 bytes below r10) in one program of four.
+        let base = if case % 4 == 3 { "r6" } else { "r1" };
+        let mut text = String::from("mov64 r6, r10\nadd64 r6, -32\n");
+        for k in 1..=8 {
+            text += &format!("stdw [r10-{}], {}\n", 8 * k, k);
+        }
+        for _ in 0..rng.random_range(4..40) {
+            let (suffix, w) = widths[rng.random_range(0..4)];
+            let reg = |rng: &mut rand::rngs::StdRng| {
+                // r1 now and then, which ends the run (and the buffer's reachability).
+                if rng.random_range(0..40) == 0 {
+                    1
+                } else {
+                    rng.random_range(2..6)
+                }
+            };
+            let (d, s) = (reg(&mut rng), reg(&mut rng));
+            // Mostly inside the 32-byte buffer, sometimes past its end.
+            let off = rng.random_range(0..=(34 - w));
+            let slot = rng.random_range(w..=64);
+            let imm = rng.random_range(-300i32..300);
+            let k = 8 * rng.random_range(0..8);
+            text += &match rng.random_range(0..14) {
+                0 | 1 => format!("ldx{suffix} r{d}, [{base}+{off}]\n"),
+                2 | 3 => format!("stx{suffix} [{base}+{off}], r{s}\n"),
+                4 => format!("st{suffix} [{base}+{off}], {imm}\n"),
+                5 => format!("ldx{suffix} r{d}, [r10-{slot}]\n"),
+                6 => format!("stx{suffix} [r10-{slot}], r{s}\n"),
+                7 => format!("st{suffix} [r10-{slot}], {imm}\n"),
+                8 => format!("mov64 r{d}, r{s}\n"),
+                9 => format!("mov32 r{d}, r{s}\n"),
+                10 => {
+                    let (op, width) = [("lsh", 64), ("rsh", 64), ("lsh", 32), ("rsh", 32)]
+                        [rng.random_range(0..4)];
+                    format!("{op}{width} r{d}, {}\n", k % width)
+                }
+                11 => format!("or64 r{d}, r{s}\nor32 r{s}, 0x1100\n"),
+                12 => format!("and64 r{d}, 0xff00ff00\nand32 r{s}, 0xffff\n"),
+                _ => format!("mov32 r{d}, {imm}\n"),
+            };
+        }
+        text += "mov64 r0, r2\nxor64 r0, r3\nxor64 r0, r4\nxor64 r0, r5\n";
+        for k in 1..=8 {
+            text += &format!("ldxdw r7, [r10-{}]\nxor64 r0, r7\nlsh64 r0, 1\n", 8 * k);
+        }
+        text += "exit";
+        let mut buf = vec![0u8; 32];
+        let r1 = buf.as_mut_ptr() as u64;
+        let fill = |buf: &mut [u8]| {
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = i as u8 * 7 + 1;
+            }
+        };
+        for any in [true, false] {
+            ANY_RUN.with(|a| a.set(any));
+            fill(&mut buf);
+            let (result, ops) = run_both_forms(&text, r1, &mut buf, MapValue);
+            let after = buf.clone();
+            fused_runs += ops
+                .iter()
+                .filter(|op| op.code == super::decode::code::SHUFFLE)
+                .count();
+            // The whole program too, past the budgets `run_both_forms` tries.
+            fill(&mut buf);
+            let plain = {
+                let prog = prepare_plain(&text);
+                let mut env = RunEnv::default();
+                env.memory.add_fixed(crate::vm::memory::Region {
+                    start: r1,
+                    len: 32,
+                    writable: true,
+                    kind: MapValue,
+                });
+                env.begin_run();
+                Interpreter::new(1 << 20).run(&prog, &mut env, r1, 0)
+            };
+            // Addresses in the frame differ between interpreters (each has its own stack).
+            let unplaced = |r: Result<u64, VmError>| match r {
+                Err(VmError::OutOfBounds {
+                    insn, len, access, ..
+                }) => Err((insn, len, access)),
+                Err(e) => panic!("case {case}: {e}"),
+                Ok(v) => Ok(v),
+            };
+            assert_eq!(
+                unplaced(result),
+                unplaced(plain),
+                "case {case}, any {any}:\n{text}"
+            );
+            assert_eq!(after, buf, "case {case}, any {any}:\n{text}");
+        }
+        ANY_RUN.with(|a| a.set(false));
+    }
+    assert!(fused_runs > 400, "only {fused_runs} runs fused");
+}
