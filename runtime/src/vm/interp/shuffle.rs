@@ -8,13 +8,14 @@
 //! worked out once: which memory bytes and registers end up holding which original bytes
 //! (of memory through one base register, of the frame, of registers as the run found them)
 //! or constants. The op that stands for the run ([`code::SHUFFLE`]) checks once that the
-//! base register's whole read and write ranges lie in regions that allow them, reads every
-//! source byte into a buffer, then writes every destination from it.
+//! whole span the run touches through its base register lies in a region that allows its
+//! accesses, reads every source byte into a buffer, then writes every destination (memory,
+//! and the registers read after the run) from it.
 //!
 //! Exactness: the symbolic values are exact (each op below is modelled byte for byte, loads
 //! see the run's own earlier stores), all sources are read before anything is written (so
 //! the gather sees memory as the run found it, which is what the model's original bytes
-//! are), and every base access is within the checked ranges. Accesses through the base may
+//! are), and every base access is within the checked span. Accesses through the base may
 //! alias the frame only if the base points into the stack; the op then takes the slow path.
 //! When any check fails the slow path runs the run's own ops one by one, every access
 //! checked, so a fault names the slot the plain form would fault at, after the same writes.
@@ -195,7 +196,7 @@ fn step(op: &Op) -> Option<Step> {
 pub(super) struct Shuffle {
     /// How many slots the run spans.
     pub(super) slots: usize,
-    /// The base register (meaningless without `access`).
+    /// The base register (meaningless without a `span`).
     base: u8,
     /// Offsets from the base that the run's loads and stores touch, `[lo, hi)`, if any, and
     /// what they need of them: writes if there is a store (a region that allows writes
