@@ -301,6 +301,15 @@ impl Model {
             .unwrap_or(Byte::Mem(key.0, key.1))
     }
 
+    /// What a load of `width` bytes at `off` in `space` puts in its register (zero-extended).
+    fn loaded(&self, space: Space, off: i64, width: usize) -> [Byte; 8] {
+        let mut lanes = [Byte::Const(0); 8];
+        for (i, b) in lanes.iter_mut().enumerate().take(width) {
+            *b = self.byte_at((space, off + i as i64));
+        }
+        lanes
+    }
+
     fn set(&mut self, dst: u8, lanes: [Byte; 8]) {
         self.regs[usize::from(dst)] = lanes;
         self.written |= 1 << dst;
@@ -321,20 +330,11 @@ impl Model {
                 }
                 let off = i64::from(off);
                 cover(&mut self.read, off, off + width as i64);
-                let mut lanes = [zero; 8];
-                for (i, b) in lanes.iter_mut().enumerate().take(width) {
-                    *b = self.byte_at((Space::Base, off + i as i64));
-                }
-                self.set(dst, lanes);
+                self.set(dst, self.loaded(Space::Base, off, width));
             }
             Step::LoadFrame { dst, off, width } => {
-                let off = i64::from(off);
-                let mut lanes = [zero; 8];
-                for (i, b) in lanes.iter_mut().enumerate().take(width) {
-                    *b = self.byte_at((Space::Frame, off + i as i64));
-                }
                 self.frame = true;
-                self.set(dst, lanes);
+                self.set(dst, self.loaded(Space::Frame, i64::from(off), width));
             }
             Step::Store {
                 dst,
