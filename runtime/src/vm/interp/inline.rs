@@ -11,6 +11,7 @@
 use super::mem::Windows;
 use crate::maps::MapHandle;
 use crate::vm::env::RunEnv;
+use crate::vm::memory::Access;
 
 /// Kernel ID of `bpf_map_lookup_elem`.
 pub(super) const MAP_LOOKUP_ELEM: i32 = 1;
@@ -60,7 +61,7 @@ pub(super) unsafe fn map_lookup(
         return None;
     };
     // SAFETY: `env` is live; the check only reads its regions.
-    if h.key_size != 4 || !unsafe { windows.can_read(env, key, 4) } {
+    if h.key_size != 4 || !unsafe { windows.allows(env, key, 4, Access::Read) } {
         return None;
     }
     // SAFETY: the 4 key bytes lie in a readable region of this run (checked just above).
@@ -99,7 +100,7 @@ unsafe fn hash_lookup(
     key: u64,
 ) -> Option<u64> {
     // SAFETY: `env` is live; the check only reads its regions.
-    if !unsafe { windows.can_read(env, key, u64::from(h.key_size)) } {
+    if !unsafe { windows.allows(env, key, u64::from(h.key_size), Access::Read) } {
         return None;
     }
     // SAFETY: `h.hash` is the handle's live map; the key's `key_size` bytes are readable

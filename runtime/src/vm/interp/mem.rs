@@ -154,16 +154,6 @@ impl Windows {
         }
     }
 
-    /// Whether a read of `[addr, addr + len)` is allowed, without raising a fault.
-    ///
-    /// # Safety
-    /// As [`Windows::check`].
-    #[inline(always)]
-    pub(super) unsafe fn can_read(&mut self, env: *const RunEnv, addr: u64, len: u64) -> bool {
-        // SAFETY: forwarded contract.
-        unsafe { self.check(env, 0, addr, len, Access::Read) }.is_ok()
-    }
-
     /// Whether an `access` of `[addr, addr + len)` is allowed, without raising a fault.
     ///
     /// # Safety

@@ -310,6 +310,13 @@ impl Model {
         lanes
     }
 
+    /// What a store of the low `width` bytes of `value` at `off` in `space` leaves there.
+    fn store(&mut self, space: Space, off: i64, width: usize, value: Value) {
+        for (i, &b) in self.value(value).iter().enumerate().take(width) {
+            self.mem.insert((space, off + i as i64), b);
+        }
+    }
+
     fn set(&mut self, dst: u8, lanes: [Byte; 8]) {
         self.regs[usize::from(dst)] = lanes;
         self.written |= 1 << dst;
@@ -347,17 +354,10 @@ impl Model {
                 }
                 let off = i64::from(off);
                 cover(&mut self.write, off, off + width as i64);
-                let lanes = self.value(value);
-                for (i, &b) in lanes.iter().enumerate().take(width) {
-                    self.mem.insert((Space::Base, off + i as i64), b);
-                }
+                self.store(Space::Base, off, width, value);
             }
             Step::StoreFrame { off, width, value } => {
-                let lanes = self.value(value);
-                for (i, &b) in lanes.iter().enumerate().take(width) {
-                    self.mem
-                        .insert((Space::Frame, i64::from(off) + i as i64), b);
-                }
+                self.store(Space::Frame, i64::from(off), width, value);
                 self.frame = true;
             }
             Step::Move { dst, value, wide } => {
@@ -412,37 +412,37 @@ impl Model {
     }
 }
 
-/// Cuts `sources`, one per buffer byte from `at` on, into segments of consecutive bytes;
+/// Adds the byte at `off` from `from` (see [`Segment::from`]) at buffer offset `at` to
+/// `segments`: to the last one when it ends right before both, else as a new one.
+fn add_byte(segments: &mut Vec<Segment>, from: u8, off: i64, at: usize) {
+    match segments.last_mut() {
+        Some(s)
+            if s.from == from
+                && s.off + i64::from(s.len) == off
+                && usize::from(s.at) + usize::from(s.len) == at
+                && usize::from(s.len) < SEGMENT =>
+        {
+            s.len += 1;
+        }
+        _ => segments.push(Segment {
+            from,
+            off,
+            len: 1,
+            at: at as u8,
+        }),
+    }
+}
+
+/// Cuts `sources`, one per buffer byte from 0 on, into segments of consecutive bytes;
 /// constants go to `template` instead.
 fn gather_segments(sources: &[Byte], template: &mut [u8; BUF], gathers: &mut Vec<Segment>) {
-    // The segment source and offset of a byte, if it is not a constant.
-    let place = |b: Byte| match b {
-        Byte::Const(_) => None,
-        Byte::Mem(space, off) => Some((space as u8, off)),
-        Byte::Reg(r, lane) => Some((REGISTERS, 8 * i64::from(r) + i64::from(lane))),
-    };
     for (at, &b) in sources.iter().enumerate() {
-        let Some((from, off)) = place(b) else {
-            if let Byte::Const(c) = b {
-                template[at] = c;
+        match b {
+            Byte::Const(c) => template[at] = c,
+            Byte::Mem(space, off) => add_byte(gathers, space as u8, off, at),
+            Byte::Reg(r, lane) => {
+                add_byte(gathers, REGISTERS, 8 * i64::from(r) + i64::from(lane), at)
             }
-            continue;
-        };
-        match gathers.last_mut() {
-            Some(g)
-                if g.from == from
-                    && g.off + i64::from(g.len) == off
-                    && usize::from(g.at) + usize::from(g.len) == at
-                    && usize::from(g.len) < SEGMENT =>
-            {
-                g.len += 1;
-            }
-            _ => gathers.push(Segment {
-                from,
-                off,
-                len: 1,
-                at: at as u8,
-            }),
         }
     }
 }
@@ -467,21 +467,7 @@ impl Model {
         let mut sources: Vec<Byte> = changed.iter().map(|&(_, b)| b).collect();
         let mut scatters: Vec<Segment> = Vec::new();
         for (at, &((space, off), _)) in changed.iter().enumerate() {
-            match scatters.last_mut() {
-                Some(s)
-                    if s.from == space as u8
-                        && s.off + i64::from(s.len) == off
-                        && usize::from(s.len) < SEGMENT =>
-                {
-                    s.len += 1;
-                }
-                _ => scatters.push(Segment {
-                    from: space as u8,
-                    off,
-                    len: 1,
-                    at: at as u8,
-                }),
-            }
+            add_byte(&mut scatters, space as u8, off, at);
         }
         let mut placed = Vec::new();
         for &r in &results {
@@ -697,6 +683,10 @@ pub(super) unsafe fn run_checked(
     env: *const RunEnv,
 ) -> Result<(), VmError> {
     let fp = reg[usize::from(FRAME_REG)];
+    let value = |reg: &[u64; 16], v: Value| match v {
+        Value::Reg(r) => reg[usize::from(r)],
+        Value::Imm(k) => k,
+    };
     for (i, op) in s.plain.iter().enumerate() {
         let pc = s.first + i;
         let Some(step) = step(op) else {
@@ -704,10 +694,6 @@ pub(super) unsafe fn run_checked(
                 insn: pc,
                 what: "byte-move run holds an op it cannot run".into(),
             });
-        };
-        let value = |reg: &[u64; 16], v: Value| match v {
-            Value::Reg(r) => reg[usize::from(r)],
-            Value::Imm(k) => k,
         };
         match step {
             Step::Load {
